@@ -1,0 +1,191 @@
+"""The ``optlab`` command: list, run, show, task.
+
+Every command validates its whole input before it touches the store: bad input gets
+one line (the field, the value, what is allowed), exit code 2, and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from optlab import catalog
+from optlab.config import SpecError, expand, load_experiment, parse_override
+from optlab.store import DEFAULT_STORE, Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(width=None if sys.stdout.isatty() else 150)
+
+StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
+ProfileOpt = Annotated[str, typer.Option("--profile", help="paper (exact scale) or quick")]
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def plan(experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None) -> list:
+    """Load, override and expand an experiment, or exit 2 with the reason."""
+    if seeds is not None and seeds < 1:
+        fail(f"--seeds: {seeds} is not allowed: must be >= 1")
+    try:
+        spec = load_experiment(experiment)
+        overrides = dict(parse_override(s) for s in sets or [])
+        seed_list = None
+        if seeds is not None:
+            first = spec.seeds[0]
+            seed_list = list(range(first, first + seeds))
+        return expand(spec, overrides, profile=profile, seeds=seed_list)
+    except SpecError as err:
+        fail(str(err))
+
+
+@app.command("list")
+def list_() -> None:
+    """The catalog's experiments, and the models, optimizers and decay rules a spec can name."""
+    from optlab.models import MODELS
+    from optlab.optim import OPTIMIZERS
+    from optlab.optim.decay import DECAYS
+
+    table = Table("experiment", "description")
+    for name, text in catalog.describe().items():
+        table.add_row(name, text)
+    console.print(table)
+    console.print(f"models: {', '.join(MODELS)}")
+    console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
+    console.print(f"decay rules (adamw): {', '.join(DECAYS)}")
+
+
+@app.command()
+def run(
+    experiment: Annotated[str, typer.Argument(help="catalog name or TOML file")],
+    set_: SetOpt = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="seeds per cell")] = None,
+    profile: ProfileOpt = "paper",
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Train an experiment's runs that the store has not finished, then print their results."""
+    from optlab.engine import pending, run_planned
+
+    planned = plan(experiment, set_, profile, seeds)
+    db = Store(store)
+    todo = pending(planned, db)
+    total = sum(s.train.steps for s in todo)
+    console.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {store}")
+    columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("train", total=total)
+        run_planned(planned, db, on_steps=lambda n: bar.advance(task, n))
+    print_results(db, {p.run_id for p in planned}, planned[0].experiment)
+    db.close()
+
+
+def records(db: Store, experiment: str | None = None, run_ids: set[str] | None = None) -> list[dict]:
+    """One record per run: id, experiment, case, model, the settings that vary, status, finals."""
+    runs = db.runs(experiment)
+    if runs.empty:
+        return []
+    if run_ids is not None:
+        runs = runs[runs["id"].isin(run_ids)]
+    finals = db.final_metrics()
+    out = []
+    for exp, rows in runs.groupby("experiment", sort=False):
+        config_cols = [c for c in rows.columns if "." in c and c != "model.name"]
+        varying = [c for c in config_cols if rows[c].astype(str).nunique() > 1]
+        for _, row in rows.iterrows():
+            rec = {
+                "id": row["id"],
+                "experiment": exp,
+                "case": row["case"],
+                "model": row["model.name"],
+                "settings": {c: _plain(row[c]) for c in varying},
+                "status": row["status"],
+                "diverged_step": None if _missing(row["diverged_step"]) else int(row["diverged_step"]),
+                "train_seconds": None if _missing(row["train_seconds"]) else row["train_seconds"],
+            }
+            rec.update(finals.get(row["id"], {}))
+            out.append(rec)
+    return out
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -> None:
+    recs = records(db, experiment, run_ids)
+    table = Table("run", "experiment", "case", "settings", "status", "test acc", "test loss",
+                  "eval loss", "seconds")
+    for r in recs:
+        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items())
+        status = r["status"] + (f"@{r['diverged_step']}" if r["diverged_step"] is not None else "")
+        table.add_row(r["id"], r["experiment"], r["case"], settings, status,
+                      _fmt(r.get("test_accuracy")), _fmt(r.get("test_loss")),
+                      _fmt(r.get("eval_loss")), _fmt(r["train_seconds"], 1))
+    console.print(table)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if _missing(value) else f"{value:.{digits}f}"
+
+
+@app.command()
+def show(
+    experiment: Annotated[str | None, typer.Option("--experiment", help="only this experiment")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON record per run")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """The runs in the store with their status and final metrics."""
+    if not store.exists():
+        fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
+    db = Store(store)
+    if as_json:
+        typer.echo(json.dumps(records(db, experiment), indent=1))
+    else:
+        print_results(db, None, experiment)
+    db.close()
+
+
+@app.command()
+def task(
+    experiment: Annotated[str, typer.Argument(help="catalog name or TOML file")] = "ladder",
+    set_: SetOpt = None,
+    profile: ProfileOpt = "paper",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable summary")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="draw the task to this PNG")] = None,
+) -> None:
+    """Summarise an experiment's task: k, class counts and majority-class accuracy per split."""
+    from optlab.engine.train import environment_for
+
+    spec = plan(experiment, set_, profile)[0].spec
+    env = environment_for(spec)
+    summary = env.summary()
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        t = spec.task
+        console.print(f"Voronoi task: rule={t.rule}, seed={t.seed}, D={t.dim}, C={t.classes}, "
+                      f"k={summary['k']}")
+        table = Table("split", "points", "class counts", "majority accuracy")
+        for split in ("train", "eval", "test"):
+            s = summary[split]
+            table.add_row(split, f"{s['n']:,}", str(s["class_counts"]), f"{s['majority_accuracy']:.4f}")
+        console.print(table)
+    if plot is not None:
+        from optlab.viz.task import plot_environment
+
+        print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)

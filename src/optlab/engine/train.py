@@ -1,0 +1,141 @@
+"""The training loop over a group of R runs that share a shape (DESIGN principle 3).
+
+Parameters are stacked on a leading run axis; the loss is the sum over runs of each
+run's mean cross-entropy, so each run's slice of the gradient is exactly its own
+gradient. Metrics stay on the device and reach the store once per ``eval_every``
+steps: per-step training loss, eval loss and accuracy (also at step 0), and test
+loss and accuracy at the end. A run whose training loss turns NaN or infinite is
+recorded as diverged at that step; the other runs of its group go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from optlab.config import RunSpec
+from optlab.engine.data import Batches
+from optlab.engine.optimizer import StackedOptimizer
+from optlab.models import Model, Params, build_model
+from optlab.stacking import stack_runs
+from optlab.store import Store
+from optlab.tasks.voronoi import Environment, make_environment
+
+EVAL_POINTS_PER_CHUNK = 8192  # eval points × runs per forward pass, to bound memory
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    diverged_step: int | None
+    test_loss: float
+    test_accuracy: float
+
+
+def environment_for(spec: RunSpec) -> Environment:
+    t = spec.task
+    return make_environment(t.dim, t.classes, spec.n_train, t.n_eval, t.n_test, t.seed, t.rule)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run_losses(logits: Tensor, y: Tensor, runs: int) -> Tensor:
+    """Mean cross-entropy of each run: logits (R or 1, B, C), y (R or 1, B) -> (R,)."""
+    logits = logits.expand(runs, *logits.shape[1:])
+    y = y.expand(runs, y.shape[-1])
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    return ce.view(runs, -1).mean(1)
+
+
+@torch.no_grad()
+def evaluate(model: Model, params: Params, x: Tensor, y: Tensor, runs: int) -> tuple[Tensor, Tensor]:
+    """Loss and accuracy of each run on (x, y), in chunks, without autograd: two (R,) tensors."""
+    chunk = max(256, EVAL_POINTS_PER_CHUNK // runs)
+    loss_sum = x.new_zeros(runs)
+    correct = x.new_zeros(runs)
+    for lo in range(0, len(x), chunk):
+        xb, yb = x[None, lo : lo + chunk], y[None, lo : lo + chunk]
+        logits = model.forward(params, xb)
+        loss_sum += run_losses(logits, yb, runs) * xb.shape[1]
+        correct += (logits.argmax(-1) == yb).expand(runs, -1).sum(1)
+    return loss_sum / len(x), correct / len(x)
+
+
+def train_group(
+    specs: Sequence[RunSpec],
+    store: Store,
+    on_steps: Callable[[int], None] = lambda n: None,
+) -> list[Outcome]:
+    """Train runs that differ only in numbers (seed, lr, decay, betas, eps) as one stack."""
+    spec = specs[0]
+    runs, run_ids = len(specs), [s.run_id for s in specs]
+    device = resolve_device(spec.train.device)
+    env = environment_for(spec)
+    model = build_model(spec.model, env).to(device)
+    inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
+    params = {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()} if inits[0] else {}
+    optimizer = StackedOptimizer([s.optimizer for s in specs], params)
+    batches = Batches(env, spec.train.data, spec.train.batch_size, [s.train.seed for s in specs], device)
+    eval_x, eval_y = env.tensors("eval", device)
+    steps, every = spec.train.steps, spec.train.eval_every
+
+    store.start(run_ids, str(device))
+    started = time.perf_counter()
+    train_loss = torch.zeros(every, runs, device=device)
+    diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
+    rows = _eval_rows(run_ids, 0, *evaluate(model, params, eval_x, eval_y, runs), "eval")
+    store.log(rows)
+    last_flush = 0
+    for t in range(steps):
+        x, y = batches(t)
+        loss = run_losses(model.forward(params, x), y, runs)
+        if params:
+            optimizer.step(torch.autograd.grad(loss.sum(), list(params.values())))
+        train_loss[t - last_flush] = loss.detach()
+        bad = ~torch.isfinite(loss.detach()) & (diverged_at < 0)
+        diverged_at = torch.where(bad, t + 1, diverged_at)
+        if (t + 1) % every and t + 1 < steps:
+            continue
+        rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
+        on_steps(t + 1 - last_flush)
+        last_flush = t + 1
+        if t + 1 == steps or bool((diverged_at >= 0).all()):
+            on_steps(steps - last_flush)
+            break
+        rows += _eval_rows(run_ids, t + 1, *evaluate(model, params, eval_x, eval_y, runs), "eval")
+        store.log(rows)
+    seconds = time.perf_counter() - started
+    test_x, test_y = env.tensors("test", device)
+    test = evaluate(model, params, test_x, test_y, runs)
+    rows += _eval_rows(run_ids, last_flush, *evaluate(model, params, eval_x, eval_y, runs), "eval")
+    rows += _eval_rows(run_ids, last_flush, *test, "test")
+    diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()]
+    store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows)
+    loss, acc = (v.tolist() for v in test)
+    return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
+
+
+def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:
+    """Rows for the training loss of steps first+1 .. first+len(losses), one per run."""
+    return [
+        (run_id, "train", "loss", first + i + 1, value)
+        for i, per_run in enumerate(losses.tolist())
+        for run_id, value in zip(run_ids, per_run, strict=True)
+    ]
+
+
+def _eval_rows(run_ids: Sequence[str], step: int, loss: Tensor, accuracy: Tensor, split: str) -> list:
+    return [
+        row
+        for run_id, lo, acc in zip(run_ids, loss.tolist(), accuracy.tolist(), strict=True)
+        for row in ((run_id, split, "loss", step, lo), (run_id, split, "accuracy", step, acc))
+    ]

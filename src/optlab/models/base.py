@@ -1,0 +1,41 @@
+"""What every model is: parameters with a leading run axis and a forward over them.
+
+A model never holds its parameters. ``init`` draws one run's parameters from a
+generator; the engine stacks R of them on a leading axis, and ``forward`` maps
+those stacks and inputs ``x`` of shape (R or 1, B, D) to logits (R or 1, B, C).
+R = 1 is the plain case, not a second code path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+Params = dict[str, Tensor]
+
+
+class Model(Protocol):
+    def init(self, generator: torch.Generator) -> Params:
+        """One run's parameters, drawn from ``generator``, without the run axis."""
+        ...
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        """Logits (R, B, C) for params stacked over R runs and x of shape (R or 1, B, D)."""
+        ...
+
+    def to(self, device: torch.device) -> Model:
+        """Move the model's fixed buffers (e.g. the environment's centers)."""
+        ...
+
+
+def linear_uniform(fan_in: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    """PyTorch's default ``nn.Linear`` init: U(−1/√fan_in, 1/√fan_in)."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return (2 * torch.rand(shape, generator=generator) - 1) * bound
+
+
+def linear_normal(std: float, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    return torch.randn(shape, generator=generator) * std

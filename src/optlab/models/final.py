@@ -1,0 +1,73 @@
+"""The paper's final model (seed 002, Algorithm 4), written over a stack of R runs.
+
+x/100 → Dense(D→H→H) → ReducedAttention → Dense(H→H→C) → ReducedLayerNorm(C), where
+ReducedLayerNorm(n) multiplies by a weight vector initialised to 1, optionally after
+normalising x·rsqrt(mean(x²) + 1e-6); Dense(in, hid, out) = ReducedLayerNorm(in) →
+Linear(in→hid) → nonlinearity → Linear(hid→out), both Linears without bias;
+ReducedAttention(H) = ReducedLayerNorm(H) then a softmax over the H features.
+Weights are stored (in, out) so that a layer reads x @ W.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from optlab.models.base import Params, linear_normal, linear_uniform
+from optlab.stacking import per_run
+
+NONLINEARITIES = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}
+RMS_EPS = 1e-6
+
+
+class Final:
+    def __init__(
+        self,
+        dim: int,
+        classes: int,
+        hidden_dim: int,
+        nonlinearity: str = "relu",
+        init: str = "uniform",
+        layernorm_normalization: bool = False,
+    ) -> None:
+        self.dim, self.classes, self.hidden_dim = dim, classes, hidden_dim
+        self.act = NONLINEARITIES[nonlinearity]
+        self.init_kind = init
+        self.normalize = layernorm_normalization
+
+    def to(self, device: torch.device) -> Final:
+        return self
+
+    def _linear(self, fan_in: int, fan_out: int, g: torch.Generator) -> Tensor:
+        if self.init_kind == "normal":  # N(0, fan_in^-½): in^-½ for the first Linear, hid^-½ for the second
+            return linear_normal(fan_in**-0.5, (fan_in, fan_out), g)
+        return linear_uniform(fan_in, (fan_in, fan_out), g)
+
+    def init(self, generator: torch.Generator) -> Params:
+        d, h, c = self.dim, self.hidden_dim, self.classes
+        return {
+            "dense1.norm": torch.ones(d),
+            "dense1.w1": self._linear(d, h, generator),
+            "dense1.w2": self._linear(h, h, generator),
+            "attention.norm": torch.ones(h),
+            "dense2.norm": torch.ones(h),
+            "dense2.w1": self._linear(h, h, generator),
+            "dense2.w2": self._linear(h, c, generator),
+            "final.norm": torch.ones(c),
+        }
+
+    def layernorm(self, x: Tensor, weight: Tensor) -> Tensor:
+        if self.normalize:
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+        return x * per_run(weight, x.dim())
+
+    def dense(self, x: Tensor, params: Params, prefix: str) -> Tensor:
+        x = self.layernorm(x, params[f"{prefix}.norm"])
+        return self.act(x @ params[f"{prefix}.w1"]) @ params[f"{prefix}.w2"]
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        h = self.dense(x / 100.0, params, "dense1")
+        h = torch.softmax(self.layernorm(h, params["attention.norm"]), dim=-1)
+        h = self.dense(h, params, "dense2")
+        return self.layernorm(h, params["final.norm"])

@@ -1,0 +1,166 @@
+"""The paper's modeling ladder (seed 002 §3.1, seed 000 "Modeling"): each rung learns one more piece.
+
+Notation: for the environment's centers c_j, ĉ_j = c_j/‖c_j‖² and d_j = x·ĉ_j; the
+center probabilities p come from a softmax over centers; logits = pW with W a
+k×C linear layer without bias (PyTorch's default init). Parameters carry a
+leading run axis R (see ``optlab.models.base``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from optlab.models.base import Params, linear_uniform
+from optlab.stacking import per_run
+
+SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a scale
+
+
+def dot_over_norm(x: Tensor, centers: Tensor) -> Tensor:
+    """d_j = x·c_j/‖c_j‖² for x (R|1, B, D) and centers (k, D) or (R, k, D): (R|1, B, k)."""
+    c_hat = centers / centers.pow(2).sum(-1, keepdim=True)
+    return x @ c_hat.transpose(-1, -2)
+
+
+class _FixedCenters:
+    """Rungs that read the environment's centers (and, for ``exact``, their labels)."""
+
+    def __init__(self, centers: Tensor, center_labels: Tensor, classes: int) -> None:
+        self.centers = centers
+        self.center_labels = center_labels
+        self.classes = classes
+
+    @property
+    def k(self) -> int:
+        return self.centers.shape[0]
+
+    def to(self, device: torch.device) -> _FixedCenters:
+        self.centers = self.centers.to(device)
+        self.center_labels = self.center_labels.to(device)
+        return self
+
+    def head(self, generator: torch.Generator) -> Tensor:
+        return linear_uniform(self.k, (self.k, self.classes), generator)
+
+
+class Exact(_FixedCenters):
+    """class = label of argmin_j (d_j − 1)²; logits one-hot 1/0. Nothing trains.
+
+    At 100% accuracy its cross-entropy is ln(1 + e⁻¹) ≈ 0.3133 for C = 2: the floor of
+    cross-entropy on 0/1 logits, which the paper notes.
+    """
+
+    def init(self, generator: torch.Generator) -> Params:
+        return {}
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        nearest = (dot_over_norm(x, self.centers) - 1).pow(2).argmin(-1)
+        return F.one_hot(self.center_labels[nearest], self.classes).to(x.dtype)
+
+
+class CenterLabels(_FixedCenters):
+    """p = softmax(−10000·(|d − 1| − min_j |d_j − 1|)); logits = pW: learns only which center is which class."""
+
+    def init(self, generator: torch.Generator) -> Params:
+        return {"W": self.head(generator)}
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        dist = (dot_over_norm(x, self.centers) - 1).abs()
+        p = torch.softmax(-SHARP * (dist - dist.amin(-1, keepdim=True)), dim=-1)
+        return p @ params["W"]
+
+
+class LearnOffset(_FixedCenters):
+    """p = softmax(−10000·|d − o|), offset o ~ U(0, 1): learns that d = 1 marks a center's cell."""
+
+    def init(self, generator: torch.Generator) -> Params:
+        return {"W": self.head(generator), "offset": torch.rand((), generator=generator)}
+
+    def scores(self, params: Params, x: Tensor) -> Tensor:
+        return SHARP * (dot_over_norm(x, self.centers) - per_run(params["offset"], 3)).abs()
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        return torch.softmax(-self.scores(params, x), dim=-1) @ params["W"]
+
+
+class OffsetScale(LearnOffset):
+    """p = softmax(−s·|d − o|), scale s = 1 and o ~ U(0, 1): learns the softmax's sharpness too."""
+
+    def init(self, generator: torch.Generator) -> Params:
+        return {**super().init(generator), "scale": torch.ones(())}
+
+    def abs(self, z: Tensor, params: Params) -> Tensor:
+        return z.abs()
+
+    def scores(self, params: Params, x: Tensor) -> Tensor:
+        z = dot_over_norm(x, self.centers) - per_run(params["offset"], 3)
+        return per_run(params["scale"], 3) * self.abs(z, params)
+
+
+class AbsRelu(OffsetScale):
+    """As ``offset_scale``, with |z| written relu(z) + relu(−z)."""
+
+    def abs(self, z: Tensor, params: Params) -> Tensor:
+        return F.relu(z) + F.relu(-z)
+
+
+class PlusMinus(OffsetScale):
+    """score_j = Σ_i relu((d_j − o)·pm_i) with pm = 0.4·(−1, 1) trainable: learns |·| itself."""
+
+    def init(self, generator: torch.Generator) -> Params:
+        return {**super().init(generator), "plus_minus": 0.4 * torch.tensor([-1.0, 1.0])}
+
+    def abs(self, z: Tensor, params: Params) -> Tensor:
+        return F.relu(z.unsqueeze(-1) * per_run(params["plus_minus"], 4)).sum(-1)
+
+
+class Centers(PlusMinus):
+    """As ``plus_minus``, with H trainable centers (2048, initialised 100·N(0, 1)) in place of the environment's."""
+
+    def __init__(self, centers: Tensor, center_labels: Tensor, classes: int, hidden_dim: int) -> None:
+        super().__init__(centers, center_labels, classes)
+        self.hidden_dim = hidden_dim
+
+    def init(self, generator: torch.Generator) -> Params:
+        dim = self.centers.shape[1]
+        return {
+            "W": linear_uniform(self.hidden_dim, (self.hidden_dim, self.classes), generator),
+            "offset": torch.rand((), generator=generator),
+            "scale": torch.ones(()),
+            "plus_minus": 0.4 * torch.tensor([-1.0, 1.0]),
+            "centers": 100.0 * torch.randn((self.hidden_dim, dim), generator=generator),
+        }
+
+    def scores(self, params: Params, x: Tensor) -> Tensor:
+        z = dot_over_norm(x, params["centers"]) - per_run(params["offset"], 3)
+        return per_run(params["scale"], 3) * self.abs(z, params)
+
+
+class Generalized:
+    """The paper's work-in-progress rung: z = Linear(D→H, bias)(x/100); p = softmax(−s ⊙ act(z)).
+
+    s ∈ R^H starts at 1; act is SiLU (as the original ran it) or |·| (as its README writes it).
+    """
+
+    def __init__(self, dim: int, classes: int, hidden_dim: int, activation: str) -> None:
+        self.dim, self.classes, self.hidden_dim = dim, classes, hidden_dim
+        self.act = F.silu if activation == "silu" else torch.abs
+
+    def to(self, device: torch.device) -> Generalized:
+        return self
+
+    def init(self, generator: torch.Generator) -> Params:
+        d, h = self.dim, self.hidden_dim
+        return {
+            "weight": linear_uniform(d, (d, h), generator),
+            "bias": linear_uniform(d, (h,), generator),
+            "scale": torch.ones(h),
+            "W": linear_uniform(h, (h, self.classes), generator),
+        }
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        z = (x / 100.0) @ params["weight"] + per_run(params["bias"], 3)
+        p = torch.softmax(-per_run(params["scale"], 3) * self.act(z), dim=-1)
+        return p @ params["W"]

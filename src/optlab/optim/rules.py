@@ -1,0 +1,103 @@
+"""Update rules as pure functions over stacks with a leading run axis (DESIGN principle 4).
+
+Every rule is ``update(param, grad, state, step, **hyper) -> (param, state)``: it
+returns new tensors and mutates nothing. ``param`` and ``grad`` have shape (R, ...);
+each hyperparameter is a number or an (R,) tensor, one value per run, so one call
+updates R runs with R learning rates. ``step`` is t, counted from 1.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from optlab.optim.decay import DECAYS
+from optlab.stacking import per_run
+
+State = dict[str, Tensor]
+
+
+def _adam_moments(grad: Tensor, state: State, step: int, beta1, beta2, eps) -> tuple[Tensor, State]:
+    """m_t = β1 m + (1−β1) g; v_t = β2 v + (1−β2) g²; direction m̂/(√v̂ + ε), with
+    m̂ = m_t/(1−β1^t) and v̂ = v_t/(1−β2^t) (Kingma & Ba 2014)."""
+    n = grad.dim()
+    b1, b2, eps = per_run(beta1, n), per_run(beta2, n), per_run(eps, n)
+    m = b1 * state["exp_avg"] + (1 - b1) * grad
+    v = b2 * state["exp_avg_sq"] + (1 - b2) * grad * grad
+    m_hat = m / (1 - b1**step)
+    v_hat = v / (1 - b2**step)
+    return m_hat / (v_hat.sqrt() + eps), {"exp_avg": m, "exp_avg_sq": v}
+
+
+def adam_init(param: Tensor) -> State:
+    return {"exp_avg": param.new_zeros(param.shape), "exp_avg_sq": param.new_zeros(param.shape)}
+
+
+def adamw(
+    param: Tensor, grad: Tensor, state: State, step: int, *,
+    lr, beta1, beta2, eps, weight_decay, decay: str = "l2",
+) -> tuple[Tensor, State]:
+    """AdamW (Loshchilov & Hutter 2017; seed 002 Algorithm 1) with a choice of decoupled decay:
+
+    θ ← decay(θ_{t−1}, η, λ)  (l2: θ − ηλθ; l1: θ − ηλ·sign θ; min: θ − η·min|θ|·sign θ)
+    θ_t ← θ − η m̂_t/(√v̂_t + ε)
+    """
+    param = DECAYS[decay](param, lr, weight_decay)
+    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps)
+    return param - per_run(lr, param.dim()) * direction, state
+
+
+def adam(
+    param: Tensor, grad: Tensor, state: State, step: int, *, lr, beta1, beta2, eps, weight_decay
+) -> tuple[Tensor, State]:
+    """Adam (Kingma & Ba 2014) with coupled L2: g ← g + λθ; θ_t ← θ − η m̂_t/(√v̂_t + ε)."""
+    n = param.dim()
+    grad = grad + per_run(weight_decay, n) * param
+    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps)
+    return param - per_run(lr, n) * direction, state
+
+
+def momentum_init(param: Tensor) -> State:
+    return {"momentum_buffer": param.new_zeros(param.shape)}
+
+
+def sgd(
+    param: Tensor, grad: Tensor, state: State, step: int, *,
+    lr, momentum, weight_decay, nesterov: bool = False,
+) -> tuple[Tensor, State]:
+    """SGD with heavy-ball or Nesterov momentum and coupled decay (Sutskever et al. 2013):
+
+    g ← g + λθ;  b_t = μ b_{t−1} + g;  d = g + μ b_t (Nesterov) or b_t;  θ_t = θ − η d
+    (b_0 = 0, so b_1 = g, as in torch.optim.SGD with dampening 0).
+    """
+    n = param.dim()
+    mu = per_run(momentum, n)
+    grad = grad + per_run(weight_decay, n) * param
+    buf = mu * state["momentum_buffer"] + grad
+    direction = grad + mu * buf if nesterov else buf
+    return param - per_run(lr, n) * direction, {"momentum_buffer": buf}
+
+
+def rmsprop_init(param: Tensor) -> State:
+    zeros = param.new_zeros
+    return {"square_avg": zeros(param.shape), "grad_avg": zeros(param.shape),
+            "momentum_buffer": zeros(param.shape)}
+
+
+def rmsprop(
+    param: Tensor, grad: Tensor, state: State, step: int, *,
+    lr, alpha, eps, weight_decay, momentum, centered: bool = False,
+) -> tuple[Tensor, State]:
+    """RMSprop (Hinton 2012, lecture 6e), as torch.optim.RMSprop:
+
+    g ← g + λθ;  v_t = α v + (1−α) g²;  a = √(v_t − ḡ_t²) + ε if centered (ḡ_t = α ḡ + (1−α) g)
+    else √v_t + ε;  b_t = μ b + g/a;  θ_t = θ − η b_t.
+    """
+    n = param.dim()
+    a, mu = per_run(alpha, n), per_run(momentum, n)
+    grad = grad + per_run(weight_decay, n) * param
+    square_avg = a * state["square_avg"] + (1 - a) * grad * grad
+    grad_avg = a * state["grad_avg"] + (1 - a) * grad if centered else state["grad_avg"]
+    avg = (square_avg - grad_avg * grad_avg).sqrt() if centered else square_avg.sqrt()
+    buf = mu * state["momentum_buffer"] + grad / (avg + per_run(eps, n))
+    new_state = {"square_avg": square_avg, "grad_avg": grad_avg, "momentum_buffer": buf}
+    return param - per_run(lr, n) * buf, new_state

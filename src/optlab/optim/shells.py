@@ -1,0 +1,165 @@
+"""``torch.optim.Optimizer`` shells over the pure rules: drop-ins for torch.optim's classes.
+
+A shell validates arguments, holds ``param_groups`` and ``state`` (with torch's state
+names, so ``state_dict`` round-trips), and calls its rule on each parameter as a
+stack of one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from optlab.optim import rules
+from optlab.optim.decay import DECAYS
+
+
+def _check(name: str, value: float, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: {value!r} is not allowed: {allowed}")
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """Applies ``update`` (a rule from ``optlab.optim.rules``) to every parameter with a grad."""
+
+    update: Callable
+    init_state: Callable
+
+    def hyper(self, group: dict) -> dict:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            hyper = self.hyper(group)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state.update(self.init_state(p))
+                state["step"] += 1
+                tensors = {k: v[None] for k, v in state.items() if k != "step"}
+                new_p, new_state = type(self).update(
+                    p[None], p.grad[None], tensors, int(state["step"]), **hyper
+                )
+                p.copy_(new_p[0])
+                for k, v in new_state.items():
+                    state[k].copy_(v[0])
+        return loss
+
+
+class AdamW(RuleOptimizer):
+    """Drop-in for ``torch.optim.AdamW`` with a choice of decoupled decay (see ``rules.adamw``)."""
+
+    update = staticmethod(rules.adamw)
+    init_state = staticmethod(rules.adam_init)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        decay: str = "l2",
+    ) -> None:
+        _check_adam(lr, betas, eps, weight_decay)
+        _check("decay", decay, decay in DECAYS, f"one of {', '.join(DECAYS)}")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay)
+        super().__init__(params, defaults)
+
+    def hyper(self, group: dict) -> dict:
+        beta1, beta2 = group["betas"]
+        keys = ("lr", "eps", "weight_decay", "decay")
+        return dict(beta1=beta1, beta2=beta2, **{k: group[k] for k in keys})
+
+
+class Adam(RuleOptimizer):
+    """Drop-in for ``torch.optim.Adam`` (coupled L2; see ``rules.adam``)."""
+
+    update = staticmethod(rules.adam)
+    init_state = staticmethod(rules.adam_init)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        _check_adam(lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def hyper(self, group: dict) -> dict:
+        beta1, beta2 = group["betas"]
+        return dict(beta1=beta1, beta2=beta2, lr=group["lr"], eps=group["eps"],
+                    weight_decay=group["weight_decay"])
+
+
+class SGD(RuleOptimizer):
+    """Drop-in for ``torch.optim.SGD`` without dampening (see ``rules.sgd``)."""
+
+    update = staticmethod(rules.sgd)
+    init_state = staticmethod(rules.momentum_init)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        _check("lr", lr, lr >= 0, ">= 0")
+        _check("momentum", momentum, momentum >= 0, ">= 0")
+        _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
+        _check("nesterov", nesterov, not nesterov or momentum > 0, "needs momentum > 0")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        super().__init__(params, defaults)
+
+    def hyper(self, group: dict) -> dict:
+        return {k: group[k] for k in ("lr", "momentum", "weight_decay", "nesterov")}
+
+
+class RMSprop(RuleOptimizer):
+    """Drop-in for ``torch.optim.RMSprop`` (see ``rules.rmsprop``)."""
+
+    update = staticmethod(rules.rmsprop)
+    init_state = staticmethod(rules.rmsprop_init)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        _check("lr", lr, lr >= 0, ">= 0")
+        _check("alpha", alpha, 0 <= alpha <= 1, "in [0, 1]")
+        _check("eps", eps, eps >= 0, ">= 0")
+        _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
+        _check("momentum", momentum, momentum >= 0, ">= 0")
+        keys = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                    centered=centered)
+        super().__init__(params, keys)
+
+    def hyper(self, group: dict) -> dict:
+        return {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
+
+
+def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    _check("lr", lr, lr >= 0, ">= 0")
+    _check("betas", betas, all(0 <= b < 1 for b in betas), "each in [0, 1)")
+    _check("eps", eps, eps >= 0, ">= 0")
+    _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")

@@ -1,0 +1,196 @@
+"""The embedded store: one SQLite file (WAL mode) holding runs, scalar metrics and arrays.
+
+A run row is written as ``pending`` when planned, becomes ``running`` when its group
+starts (its old metrics, if an interrupted attempt left any, are deleted), and
+``complete`` or ``diverged`` in the same transaction that writes its final metrics.
+So a crash never leaves a half-written run marked done, and a run that is not done
+is trained again from scratch on the next call.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+DONE = ("complete", "diverged")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL,
+    diverged_step INTEGER,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    train_seconds REAL,
+    device TEXT,
+    versions TEXT
+);
+CREATE TABLE IF NOT EXISTS experiment_runs (
+    experiment TEXT NOT NULL,
+    case_name TEXT NOT NULL,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    PRIMARY KEY (experiment, run_id)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL,
+    split TEXT NOT NULL,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, split, name, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS arrays (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, name, step)
+);
+"""
+
+MetricRow = tuple[str, str, str, int, float]  # run_id, split, name, step, value
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    import optlab
+
+    return {"optlab": optlab.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+class Store:
+    """Results of every run, keyed by run id (the hash of its resolved config)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self, statements: Iterable[tuple[str, Sequence | Iterable[Sequence]]]) -> None:
+        """Run (sql, params) pairs in one transaction; a list of tuples means executemany."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                if isinstance(params, list):
+                    self.db.executemany(sql, params)
+                else:
+                    self.db.execute(sql, params)
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def plan(self, runs: Iterable) -> None:
+        """Record planned runs (``optlab.config.PlannedRun``) that the store does not know yet."""
+        now = time.time()
+        rows = [(r.run_id, r.spec.model_dump_json(), now) for r in runs]
+        links = [(r.experiment, r.case, r.run_id) for r in runs]
+        self._tx([
+            ("INSERT OR IGNORE INTO runs (id, config, status, created) VALUES (?, ?, 'pending', ?)",
+             rows),
+            ("INSERT OR IGNORE INTO experiment_runs VALUES (?, ?, ?)", links),
+        ])
+
+    def start(self, run_ids: Sequence[str], device: str) -> None:
+        """Mark runs as running and drop what an interrupted attempt left."""
+        ids = [(i,) for i in run_ids]
+        meta = json.dumps(versions())
+        self._tx([
+            ("DELETE FROM metrics WHERE run_id = ?", ids),
+            ("DELETE FROM arrays WHERE run_id = ?", ids),
+            ("UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
+             "diverged_step = NULL WHERE id = ?", [(time.time(), device, meta, i) for i, in ids]),
+        ])
+
+    def log(self, rows: list[MetricRow], arrays: Sequence[tuple[str, str, int, np.ndarray]] = ()) -> None:
+        """Append metric rows (and arrays) of running runs."""
+        self._tx([
+            ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+            ("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
+             [(r, n, s, _encode(a)) for r, n, s, a in arrays]),
+        ])
+
+    def finish(self, results: Sequence[tuple[str, int | None, float]], rows: list[MetricRow]) -> None:
+        """Write final metrics and mark each (run_id, diverged_step, seconds) done, atomically."""
+        now = time.time()
+        updates = [("complete" if d is None else "diverged", d, now, s, i) for i, d, s in results]
+        self._tx([
+            ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+            ("UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ? "
+             "WHERE id = ?", updates),
+        ])
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
+        out = {}
+        for lo in range(0, len(run_ids), 500):
+            chunk = list(run_ids[lo : lo + 500])
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(
+                f"SELECT id, status FROM runs WHERE id IN ({marks})", chunk).fetchall())
+        return out
+
+    def runs(self, experiment: str | None = None) -> pd.DataFrame:
+        """One row per (experiment, run): ids, status, timings, and the config flattened."""
+        sql = ("SELECT e.experiment, e.case_name AS 'case', r.* FROM experiment_runs e "
+               "JOIN runs r ON r.id = e.run_id")
+        params: tuple = ()
+        if experiment is not None:
+            sql += " WHERE e.experiment = ?"
+            params = (experiment,)
+        df = pd.read_sql_query(sql + " ORDER BY e.rowid", self.db, params=params)
+        if df.empty:
+            return df
+        config = pd.json_normalize([json.loads(c) for c in df.pop("config")])
+        return pd.concat([df, config], axis=1)
+
+    def metrics(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        sql, params = "SELECT * FROM metrics", ()
+        if run_ids is not None:
+            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
+            params = tuple(run_ids)
+        return pd.read_sql_query(sql + " ORDER BY run_id, split, name, step", self.db, params=params)
+
+    def final_metrics(self) -> dict[str, dict[str, float]]:
+        """Each run's eval and test metrics at their last recorded step: {run_id: {test_loss: …}}."""
+        rows = self.db.execute(
+            "SELECT m.run_id, m.split || '_' || m.name, m.value FROM metrics m JOIN ("
+            "  SELECT run_id, split, name, MAX(step) AS step FROM metrics"
+            "  WHERE split IN ('eval', 'test') GROUP BY run_id, split, name) last "
+            "USING (run_id, split, name, step)").fetchall()
+        out: dict[str, dict[str, float]] = {}
+        for run_id, key, value in rows:
+            out.setdefault(run_id, {})[key] = value
+        return out
+
+    def array(self, run_id: str, name: str) -> dict[int, np.ndarray]:
+        """Every recorded step of one named array of a run."""
+        rows = self.db.execute("SELECT step, data FROM arrays WHERE run_id = ? AND name = ? "
+                               "ORDER BY step", (run_id, name)).fetchall()
+        return {step: np.load(io.BytesIO(data)) for step, data in rows}
+
+    def bytes_used(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+
+
+def _encode(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()

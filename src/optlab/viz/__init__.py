@@ -1,0 +1,1 @@
+"""Figures drawn from the store or the environment; nothing here trains."""
