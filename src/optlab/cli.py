@@ -189,3 +189,5 @@ def task(
         from optlab.viz.task import plot_environment
 
         print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,73 @@
+"""The stacked engine: stacking equals one run at a time, divergence, resume, skip-when-done."""
+
+import pytest
+
+from optlab.config import expand, load_experiment
+from optlab.engine import run_planned
+from optlab.store import Store
+
+SMALL = {"train.steps": 60, "train.eval_every": 20, "task.n_eval": 200, "task.n_test": 200}
+
+
+def _plan(model="plus_minus", seeds=(1, 2, 3), grid=None, **overrides):
+    spec = load_experiment({"name": "t", "base": {"model": {"name": model}}, "seeds": list(seeds),
+                            "grid": grid or {}})
+    return expand(spec, {**SMALL, **overrides})
+
+
+def _curves(store, run_id):
+    m = store.metrics([run_id])
+    return m.set_index(["split", "name", "step"])["value"]
+
+
+@pytest.mark.parametrize("model", ["plus_minus", "final"])
+def test_stacked_group_equals_runs_one_at_a_time(tmp_path, model):
+    planned = _plan(model, grid={"optimizer.lr": [1e-2, 3e-3]}, **{"model.hidden_dim": 32} if model == "final" else {})
+    stacked, alone = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    assert len(run_planned(planned, stacked)) == 6
+    for p in planned:
+        run_planned([p], alone)
+    for p in planned:
+        a, b = _curves(stacked, p.run_id), _curves(alone, p.run_id)
+        assert len(a) == 60 + 2 * 4 + 2  # train loss per step, eval at 0/20/40/60, test
+        assert ((a - b).abs() <= 1e-5 * b.abs() + 1e-6).all()
+
+
+def test_divergence_is_recorded_and_the_group_goes_on(tmp_path):
+    planned = _plan("final", seeds=(1,), grid={"optimizer.lr": [1e-3, 1e12]},
+                    **{"optimizer.name": "sgd", "model.hidden_dim": 16})
+    store = Store(tmp_path / "s.db")
+    outcomes = {o.run_id: o for o in run_planned(planned, store)}
+    ok, bad = (outcomes[p.run_id] for p in planned)
+    assert ok.diverged_step is None and ok.test_accuracy > 0
+    assert bad.diverged_step is not None and 1 <= bad.diverged_step <= 60
+    assert store.statuses([p.run_id for p in planned]) == {planned[0].run_id: "complete",
+                                                           planned[1].run_id: "diverged"}
+
+
+def test_interrupted_run_is_trained_again_and_done_runs_are_not(tmp_path):
+    planned = _plan(seeds=(1,))
+    store = Store(tmp_path / "s.db")
+
+    def interrupt(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_planned(planned, store, on_steps=interrupt)
+    rid = planned[0].run_id
+    assert store.statuses([rid]) == {rid: "running"}
+    assert 0 < len(store.metrics([rid])) < 70  # a partial record, not marked done
+    assert len(run_planned(planned, store)) == 1
+    assert store.statuses([rid]) == {rid: "complete"} and len(store.metrics([rid])) == 70
+    assert run_planned(planned, store) == []  # complete: never trained again
+
+
+def test_dataset_mode_shuffles_per_seed_and_full_batch_is_deterministic(tmp_path):
+    store = Store(tmp_path / "s.db")
+    planned = _plan(seeds=(1, 2), **{"train.data": "dataset", "task.n_train": 100, "train.batch_size": 10})
+    out = run_planned(planned, store)
+    assert len(out) == 2 and all(o.diverged_step is None for o in out)
+    full = _plan(seeds=(1,), **{"train.data": "dataset", "task.n_train": 50, "train.batch_size": 64})
+    run_planned(full, store)
+    train = _curves(store, full[0].run_id)["train"]["loss"]
+    assert train.is_monotonic_decreasing or train.iloc[-1] < train.iloc[0]

@@ -1,0 +1,72 @@
+"""The ladder's equations on hand-checkable inputs, and stacking over runs."""
+
+import math
+
+import torch
+
+from optlab.config import ModelSpec
+from optlab.models import build_model
+from optlab.stacking import stack_runs
+from optlab.tasks.voronoi import make_environment
+
+ENV = make_environment(2, 2, 64, 500, 10, 42, "paper")
+X = torch.from_numpy(ENV.points["eval"])[None]
+Y = torch.from_numpy(ENV.labels["eval"])
+
+
+def _model(name, **kw):
+    return build_model(ModelSpec(name=name, **kw), ENV)
+
+
+def _params(model, seeds=(0,)):
+    return stack_runs([model.init(torch.Generator().manual_seed(s)) for s in seeds])
+
+
+def test_exact_is_always_right_with_loss_ln_1_plus_inv_e():
+    logits = _model("exact").forward({}, X)
+    assert (logits.argmax(-1)[0] == Y).all()
+    loss = torch.nn.functional.cross_entropy(logits[0], Y)
+    assert math.isclose(loss.item(), math.log(1 + math.exp(-1)), rel_tol=1e-6)  # 0.3133
+
+
+def test_center_labels_with_true_head_is_exact():
+    """W = one-hot of the center labels (times a large margin) makes pW pick the exact class."""
+    model = _model("center_labels")
+    W = torch.nn.functional.one_hot(torch.from_numpy(ENV.center_labels), 2).float()[None] * 10
+    assert (model.forward({"W": W}, X).argmax(-1)[0] == Y).all()
+
+
+def test_abs_relu_equals_offset_scale_and_plus_minus_scales_it():
+    """relu(z) + relu(−z) = |z|; with pm = (−1, 1), plus_minus's score is |d − o| too."""
+    p = _params(_model("offset_scale"))
+    a = _model("offset_scale").forward(p, X)
+    assert torch.allclose(_model("abs_relu").forward(p, X), a, atol=1e-6)
+    pm = {**p, "plus_minus": torch.tensor([[-1.0, 1.0]])}
+    assert torch.allclose(_model("plus_minus").forward(pm, X), a, atol=1e-6)
+
+
+def test_init_values():
+    p = _model("centers").init(torch.Generator().manual_seed(0))
+    assert p["centers"].shape == (2048, 2) and 80 < p["centers"].std() < 120  # 100·N(0, 1)
+    assert torch.equal(p["plus_minus"], torch.tensor([-0.4, 0.4]))
+    assert p["scale"] == 1 and 0 <= p["offset"] < 1
+    bound = 1 / math.sqrt(2048)  # PyTorch's default Linear init for the k×C head
+    assert p["W"].abs().max() <= bound
+
+
+def test_stacked_forward_equals_each_run_alone():
+    for name in ("learn_offset", "plus_minus", "centers", "generalized", "final"):
+        model = _model(name)
+        stacked = _params(model, seeds=(0, 1, 2))
+        out = model.forward(stacked, X)
+        for r in range(3):
+            alone = model.forward({k: v[r : r + 1] for k, v in stacked.items()}, X)
+            assert torch.allclose(out[r : r + 1], alone, atol=1e-6), name
+
+
+def test_generalized_with_abs_activation():
+    model = _model("generalized", activation="abs", hidden_dim=4)
+    p = _params(model)
+    z = (X / 100) @ p["weight"] + p["bias"][:, None]
+    expected = torch.softmax(-z.abs(), -1) @ p["W"]  # s = 1 at init
+    assert torch.allclose(model.forward(p, X), expected, atol=1e-6)

@@ -1,0 +1,52 @@
+"""The command line: bad input exits 2 with one line and writes nothing; run, show, list."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from optlab.cli import app
+
+runner = CliRunner()
+TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_test=100"]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run", "nope"], "catalog: ladder"),
+    (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
+    (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
+    (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
+    (["run", "ladder", "--set", "task.classes=1"], "task.classes: 1"),
+    (["run", "ladder", "--set", "task.dim=0"], "task.dim: 0"),
+    (["run", "ladder", "--set", "bogus.key=1"], "unknown key 'bogus.key'"),
+    (["run", "ladder", "--set", "model.name=mlp"], "valid: exact"),
+    (["run", "ladder", "--set", "optimizer.name=adamx"], "valid: adamw"),
+    (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
+    (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
+    (["run", "ladder", "--profile", "huge"], "--profile: 'huge'"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment):
+    store = tmp_path / "store" / "optlab.db"
+    result = runner.invoke(app, [*args, "--store", str(store)])
+    assert result.exit_code == 2
+    assert fragment in result.output and result.output.strip().count("\n") == 0
+    assert not store.parent.exists()
+
+
+def test_run_then_show_json(tmp_path):
+    store = str(tmp_path / "s.db")
+    result = runner.invoke(app, ["run", "ladder", "--profile", "quick", *TINY, "--store", store])
+    assert result.exit_code == 0, result.output
+    records = json.loads(runner.invoke(app, ["show", "--json", "--store", store]).output)
+    assert len(records) == 8 and {r["status"] for r in records} == {"complete"}
+    exact = next(r for r in records if r["model"] == "exact")
+    assert exact["test_accuracy"] == 1.0 and abs(exact["test_loss"] - 0.31326) < 1e-4
+    again = runner.invoke(app, ["run", "ladder", "--profile", "quick", *TINY, "--store", store])
+    assert "8 runs, 0 to train" in again.output
+
+
+def test_list_and_task_plot(tmp_path):
+    assert "ladder" in runner.invoke(app, ["list"]).output
+    png = tmp_path / "env.png"
+    result = runner.invoke(app, ["task", "--set", "train.steps=10", "--plot", str(png)])
+    assert result.exit_code == 0 and png.stat().st_size > 10_000
