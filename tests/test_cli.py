@@ -11,20 +11,23 @@ runner = CliRunner()
 TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_test=100"]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["run", "nope"], "catalog: ladder"),
-    (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
-    (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
-    (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
-    (["run", "ladder", "--set", "task.classes=1"], "task.classes: 1"),
-    (["run", "ladder", "--set", "task.dim=0"], "task.dim: 0"),
-    (["run", "ladder", "--set", "bogus.key=1"], "unknown key 'bogus.key'"),
-    (["run", "ladder", "--set", "model.name=mlp"], "valid: exact"),
-    (["run", "ladder", "--set", "optimizer.name=adamx"], "valid: adamw"),
-    (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
-    (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
-    (["run", "ladder", "--profile", "huge"], "--profile: 'huge'"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["run", "nope"], "catalog: ladder"),
+        (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
+        (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
+        (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
+        (["run", "ladder", "--set", "task.classes=1"], "task.classes: 1"),
+        (["run", "ladder", "--set", "task.dim=0"], "task.dim: 0"),
+        (["run", "ladder", "--set", "bogus.key=1"], "unknown key 'bogus.key'"),
+        (["run", "ladder", "--set", "model.name=mlp"], "valid: exact"),
+        (["run", "ladder", "--set", "optimizer.name=adamx"], "valid: adamw"),
+        (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
+        (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
+        (["run", "ladder", "--profile", "huge"], "--profile: 'huge'"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment):
     store = tmp_path / "store" / "optlab.db"
     result = runner.invoke(app, [*args, "--store", str(store)])

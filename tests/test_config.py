@@ -16,8 +16,16 @@ def test_parse_override_reads_toml_values():
 def test_ladder_expands_to_eight_rungs_with_their_learning_rates():
     runs = expand(load_experiment("ladder"))
     lrs = {r.case: r.spec.optimizer.lr for r in runs}
-    assert lrs == {"exact": 1e-100, "center_labels": 1e-2, "learn_offset": 2e-3, "offset_scale": 1e-2,
-                   "abs_relu": 1e-2, "plus_minus": 5e-3, "centers": 1e-2, "generalized": 2e-2}
+    assert lrs == {
+        "exact": 1e-100,
+        "center_labels": 1e-2,
+        "learn_offset": 2e-3,
+        "offset_scale": 1e-2,
+        "abs_relu": 1e-2,
+        "plus_minus": 5e-3,
+        "centers": 1e-2,
+        "generalized": 2e-2,
+    }
     gen = next(r for r in runs if r.case == "generalized").spec
     assert gen.optimizer.weight_decay == 0 and gen.model.hidden_dim == 2048
     assert all(r.spec.train.steps == 10_000 and r.spec.task.n_test == 10_000 for r in runs)
@@ -26,7 +34,10 @@ def test_ladder_expands_to_eight_rungs_with_their_learning_rates():
 def test_order_profile_then_case_then_set():
     runs = expand(load_experiment("ladder"), {"optimizer.lr": 7e-3}, profile="quick", seeds=[1, 2])
     assert len(runs) == 16 and {r.spec.optimizer.lr for r in runs} == {7e-3}
-    assert {r.spec.train.steps for r in runs} == {2000} and {r.spec.train.seed for r in runs} == {1, 2}
+    assert {r.spec.train.steps for r in runs} == {2000} and {r.spec.train.seed for r in runs} == {
+        1,
+        2,
+    }
 
 
 def test_run_id_is_a_hash_of_the_config_without_device():
@@ -36,18 +47,21 @@ def test_run_id_is_a_hash_of_the_config_without_device():
     assert a.run_id != RunSpec.model_validate({"train": {"seed": 1}}).run_id
 
 
-@pytest.mark.parametrize("key,value,fragment", [
-    ("optimizer.lr", -1.0, "optimizer.lr: -1.0 is not allowed"),
-    ("optimizer.betas", [0.9, 1.0], "optimizer.betas"),
-    ("train.batch_size", 0, "train.batch_size: 0"),
-    ("train.steps", 0, "train.steps: 0"),
-    ("task.classes", 1, "task.classes: 1"),
-    ("task.dim", 0, "task.dim: 0"),
-    ("optimizer.decay", "l3", "valid: l2, l1, min, none"),
-    ("optimizer.name", "adamx", "valid: adamw, adam, sgd, rmsprop"),
-    ("model.name", "mlp", "valid: exact, center_labels"),
-    ("optimizer.lrr", 1.0, "unknown key 'optimizer.lrr'"),
-])
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("optimizer.lr", -1.0, "optimizer.lr: -1.0 is not allowed"),
+        ("optimizer.betas", [0.9, 1.0], "optimizer.betas"),
+        ("train.batch_size", 0, "train.batch_size: 0"),
+        ("train.steps", 0, "train.steps: 0"),
+        ("task.classes", 1, "task.classes: 1"),
+        ("task.dim", 0, "task.dim: 0"),
+        ("optimizer.decay", "l3", "valid: l2, l1, min, none"),
+        ("optimizer.name", "adamx", "valid: adamw, adam, sgd, rmsprop"),
+        ("model.name", "mlp", "valid: exact, center_labels"),
+        ("optimizer.lrr", 1.0, "unknown key 'optimizer.lrr'"),
+    ],
+)
 def test_bad_values_name_field_value_and_what_is_allowed(key, value, fragment):
     with pytest.raises(SpecError, match=None) as err:
         expand(load_experiment("ladder"), {key: value})

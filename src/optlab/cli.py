@@ -90,7 +90,9 @@ def run(
     db.close()
 
 
-def records(db: Store, experiment: str | None = None, run_ids: set[str] | None = None) -> list[dict]:
+def records(
+    db: Store, experiment: str | None = None, run_ids: set[str] | None = None
+) -> list[dict]:
     """One record per run: id, experiment, case, model, the settings that vary, status, finals."""
     runs = db.runs(experiment)
     if runs.empty:
@@ -110,7 +112,9 @@ def records(db: Store, experiment: str | None = None, run_ids: set[str] | None =
                 "model": row["model.name"],
                 "settings": {c: _plain(row[c]) for c in varying},
                 "status": row["status"],
-                "diverged_step": None if _missing(row["diverged_step"]) else int(row["diverged_step"]),
+                "diverged_step": None
+                if _missing(row["diverged_step"])
+                else int(row["diverged_step"]),
                 "train_seconds": None if _missing(row["train_seconds"]) else row["train_seconds"],
             }
             rec.update(finals.get(row["id"], {}))
@@ -128,14 +132,31 @@ def _plain(value):
 
 def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -> None:
     recs = records(db, experiment, run_ids)
-    table = Table("run", "experiment", "case", "settings", "status", "test acc", "test loss",
-                  "eval loss", "seconds")
+    table = Table(
+        "run",
+        "experiment",
+        "case",
+        "settings",
+        "status",
+        "test acc",
+        "test loss",
+        "eval loss",
+        "seconds",
+    )
     for r in recs:
         settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items())
         status = r["status"] + (f"@{r['diverged_step']}" if r["diverged_step"] is not None else "")
-        table.add_row(r["id"], r["experiment"], r["case"], settings, status,
-                      _fmt(r.get("test_accuracy")), _fmt(r.get("test_loss")),
-                      _fmt(r.get("eval_loss")), _fmt(r["train_seconds"], 1))
+        table.add_row(
+            r["id"],
+            r["experiment"],
+            r["case"],
+            settings,
+            status,
+            _fmt(r.get("test_accuracy")),
+            _fmt(r.get("test_loss")),
+            _fmt(r.get("eval_loss")),
+            _fmt(r["train_seconds"], 1),
+        )
     console.print(table)
 
 
@@ -145,7 +166,9 @@ def _fmt(value, digits: int = 4) -> str:
 
 @app.command()
 def show(
-    experiment: Annotated[str | None, typer.Option("--experiment", help="only this experiment")] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="only this experiment")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON record per run")] = False,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
@@ -178,16 +201,22 @@ def task(
         typer.echo(json.dumps(summary))
     else:
         t = spec.task
-        console.print(f"Voronoi task: rule={t.rule}, seed={t.seed}, D={t.dim}, C={t.classes}, "
-                      f"k={summary['k']}")
+        console.print(
+            f"Voronoi task: rule={t.rule}, seed={t.seed}, D={t.dim}, C={t.classes}, "
+            f"k={summary['k']}"
+        )
         table = Table("split", "points", "class counts", "majority accuracy")
         for split in ("train", "eval", "test"):
             s = summary[split]
-            table.add_row(split, f"{s['n']:,}", str(s["class_counts"]), f"{s['majority_accuracy']:.4f}")
+            table.add_row(
+                split, f"{s['n']:,}", str(s["class_counts"]), f"{s['majority_accuracy']:.4f}"
+            )
         console.print(table)
     if plot is not None:
         from optlab.viz.task import plot_environment
 
         print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
+
+
 if __name__ == "__main__":
     app()

@@ -10,8 +10,9 @@ SMALL = {"train.steps": 60, "train.eval_every": 20, "task.n_eval": 200, "task.n_
 
 
 def _plan(model="plus_minus", seeds=(1, 2, 3), grid=None, **overrides):
-    spec = load_experiment({"name": "t", "base": {"model": {"name": model}}, "seeds": list(seeds),
-                            "grid": grid or {}})
+    spec = load_experiment(
+        {"name": "t", "base": {"model": {"name": model}}, "seeds": list(seeds), "grid": grid or {}}
+    )
     return expand(spec, {**SMALL, **overrides})
 
 
@@ -22,7 +23,11 @@ def _curves(store, run_id):
 
 @pytest.mark.parametrize("model", ["plus_minus", "final"])
 def test_stacked_group_equals_runs_one_at_a_time(tmp_path, model):
-    planned = _plan(model, grid={"optimizer.lr": [1e-2, 3e-3]}, **{"model.hidden_dim": 32} if model == "final" else {})
+    planned = _plan(
+        model,
+        grid={"optimizer.lr": [1e-2, 3e-3]},
+        **{"model.hidden_dim": 32} if model == "final" else {},
+    )
     stacked, alone = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
     assert len(run_planned(planned, stacked)) == 6
     for p in planned:
@@ -34,15 +39,21 @@ def test_stacked_group_equals_runs_one_at_a_time(tmp_path, model):
 
 
 def test_divergence_is_recorded_and_the_group_goes_on(tmp_path):
-    planned = _plan("final", seeds=(1,), grid={"optimizer.lr": [1e-3, 1e12]},
-                    **{"optimizer.name": "sgd", "model.hidden_dim": 16})
+    planned = _plan(
+        "final",
+        seeds=(1,),
+        grid={"optimizer.lr": [1e-3, 1e12]},
+        **{"optimizer.name": "sgd", "model.hidden_dim": 16},
+    )
     store = Store(tmp_path / "s.db")
     outcomes = {o.run_id: o for o in run_planned(planned, store)}
     ok, bad = (outcomes[p.run_id] for p in planned)
     assert ok.diverged_step is None and ok.test_accuracy > 0
     assert bad.diverged_step is not None and 1 <= bad.diverged_step <= 60
-    assert store.statuses([p.run_id for p in planned]) == {planned[0].run_id: "complete",
-                                                           planned[1].run_id: "diverged"}
+    assert store.statuses([p.run_id for p in planned]) == {
+        planned[0].run_id: "complete",
+        planned[1].run_id: "diverged",
+    }
 
 
 def test_interrupted_run_is_trained_again_and_done_runs_are_not(tmp_path):
@@ -64,10 +75,14 @@ def test_interrupted_run_is_trained_again_and_done_runs_are_not(tmp_path):
 
 def test_dataset_mode_shuffles_per_seed_and_full_batch_is_deterministic(tmp_path):
     store = Store(tmp_path / "s.db")
-    planned = _plan(seeds=(1, 2), **{"train.data": "dataset", "task.n_train": 100, "train.batch_size": 10})
+    planned = _plan(
+        seeds=(1, 2), **{"train.data": "dataset", "task.n_train": 100, "train.batch_size": 10}
+    )
     out = run_planned(planned, store)
     assert len(out) == 2 and all(o.diverged_step is None for o in out)
-    full = _plan(seeds=(1,), **{"train.data": "dataset", "task.n_train": 50, "train.batch_size": 64})
+    full = _plan(
+        seeds=(1,), **{"train.data": "dataset", "task.n_train": 50, "train.batch_size": 64}
+    )
     run_planned(full, store)
     train = _curves(store, full[0].run_id)["train"]["loss"]
     assert train.is_monotonic_decreasing or train.iloc[-1] < train.iloc[0]

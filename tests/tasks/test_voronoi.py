@@ -33,7 +33,11 @@ def test_euclidean_rule_is_nearest_center():
 def test_paper_rule_is_not_euclidean():
     """x = (5, 0): nearest center is c0 = (1, 0) (distance 4 vs 5), but d0 = x·c0/‖c0‖² = 5 and
     d1 = x·c1/‖c1‖² = 0.5 for c1 = (10, 0), so the paper's rule, (d − 1)² = 16 vs 0.25, picks c1."""
-    centers, labels, x = np.array([[1.0, 0.0], [10.0, 0.0]]), np.array([0, 1]), np.array([[5.0, 0.0]])
+    centers, labels, x = (
+        np.array([[1.0, 0.0], [10.0, 0.0]]),
+        np.array([0, 1]),
+        np.array([[5.0, 0.0]]),
+    )
     assert assign_labels(x, centers, labels, "euclidean").tolist() == [0]
     assert assign_labels(x, centers, labels, "paper").tolist() == [1]
 
@@ -50,7 +54,9 @@ def test_summary_counts_and_majority_accuracy():
 
 def test_task_json_is_the_same_in_fresh_processes():
     cmd = [sys.executable, "-m", "optlab.cli", "task", "--json", "--set", "train.steps=100"]
-    outs = [subprocess.run(cmd, capture_output=True, text=True, check=True).stdout for _ in range(2)]
+    outs = [
+        subprocess.run(cmd, capture_output=True, text=True, check=True).stdout for _ in range(2)
+    ]
     assert outs[0] == outs[1]
     data = json.loads(outs[0])
     assert data["k"] == 138 and len(data["centers"]) == 138

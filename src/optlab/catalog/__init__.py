@@ -14,7 +14,9 @@ def names() -> list[str]:
 
 def describe() -> dict[str, str]:
     """Each catalog experiment's name and one-line description."""
-    return {n: tomllib.loads((HERE / f"{n}.toml").read_text()).get("description", "") for n in names()}
+    return {
+        n: tomllib.loads((HERE / f"{n}.toml").read_text()).get("description", "") for n in names()
+    }
 
 
 def catalog_path(name: str) -> Path:

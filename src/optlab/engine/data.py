@@ -21,7 +21,12 @@ SAMPLING_SALT = 0x5EED  # keeps the sampling stream apart from the init stream o
 
 class Batches:
     def __init__(
-        self, env: Environment, mode: str, batch_size: int, seeds: Sequence[int], device: torch.device
+        self,
+        env: Environment,
+        mode: str,
+        batch_size: int,
+        seeds: Sequence[int],
+        device: torch.device,
     ) -> None:
         self.x, self.y = env.tensors("train", device)
         self.mode, self.batch_size = mode, batch_size

@@ -57,7 +57,9 @@ def run_losses(logits: Tensor, y: Tensor, runs: int) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: Model, params: Params, x: Tensor, y: Tensor, runs: int) -> tuple[Tensor, Tensor]:
+def evaluate(
+    model: Model, params: Params, x: Tensor, y: Tensor, runs: int
+) -> tuple[Tensor, Tensor]:
     """Loss and accuracy of each run on (x, y), in chunks, without autograd: two (R,) tensors."""
     chunk = max(256, EVAL_POINTS_PER_CHUNK // runs)
     loss_sum = x.new_zeros(runs)
@@ -82,9 +84,13 @@ def train_group(
     env = environment_for(spec)
     model = build_model(spec.model, env).to(device)
     inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
-    params = {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()} if inits[0] else {}
+    params = (
+        {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()} if inits[0] else {}
+    )
     optimizer = StackedOptimizer([s.optimizer for s in specs], params)
-    batches = Batches(env, spec.train.data, spec.train.batch_size, [s.train.seed for s in specs], device)
+    batches = Batches(
+        env, spec.train.data, spec.train.batch_size, [s.train.seed for s in specs], device
+    )
     eval_x, eval_y = env.tensors("eval", device)
     steps, every = spec.train.steps, spec.train.eval_every
 
@@ -133,7 +139,9 @@ def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:
     ]
 
 
-def _eval_rows(run_ids: Sequence[str], step: int, loss: Tensor, accuracy: Tensor, split: str) -> list:
+def _eval_rows(
+    run_ids: Sequence[str], step: int, loss: Tensor, accuracy: Tensor, split: str
+) -> list:
     return [
         row
         for run_id, lo, acc in zip(run_ids, loss.tolist(), accuracy.tolist(), strict=True)

@@ -40,7 +40,9 @@ class Final:
         return self
 
     def _linear(self, fan_in: int, fan_out: int, g: torch.Generator) -> Tensor:
-        if self.init_kind == "normal":  # N(0, fan_in^-½): in^-½ for the first Linear, hid^-½ for the second
+        if (
+            self.init_kind == "normal"
+        ):  # N(0, fan_in^-½): in^-½ for the first Linear, hid^-½ for the second
             return linear_normal(fan_in**-0.5, (fan_in, fan_out), g)
         return linear_uniform(fan_in, (fan_in, fan_out), g)
 

@@ -119,7 +119,9 @@ class PlusMinus(OffsetScale):
 class Centers(PlusMinus):
     """As ``plus_minus``, with H trainable centers (2048, initialised 100·N(0, 1)) in place of the environment's."""
 
-    def __init__(self, centers: Tensor, center_labels: Tensor, classes: int, hidden_dim: int) -> None:
+    def __init__(
+        self, centers: Tensor, center_labels: Tensor, classes: int, hidden_dim: int
+    ) -> None:
         super().__init__(centers, center_labels, classes)
         self.hidden_dim = hidden_dim
 

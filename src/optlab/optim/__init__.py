@@ -25,18 +25,37 @@ class Rule:
 
 
 def _adam_hyper(spec) -> dict:
-    return dict(lr=spec.lr, beta1=spec.betas[0], beta2=spec.betas[1], eps=spec.eps,
-                weight_decay=spec.weight_decay)
+    return dict(
+        lr=spec.lr,
+        beta1=spec.betas[0],
+        beta2=spec.betas[1],
+        eps=spec.eps,
+        weight_decay=spec.weight_decay,
+    )
 
 
 OPTIMIZERS: dict[str, Rule] = {
     "adamw": Rule(rules.adamw, rules.adam_init, lambda s: {**_adam_hyper(s), "decay": s.decay}),
     "adam": Rule(rules.adam, rules.adam_init, _adam_hyper),
-    "sgd": Rule(rules.sgd, rules.momentum_init, lambda s: dict(
-        lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.nesterov)),
-    "rmsprop": Rule(rules.rmsprop, rules.rmsprop_init, lambda s: dict(
-        lr=s.lr, alpha=s.alpha, eps=s.eps, weight_decay=s.weight_decay, momentum=s.momentum,
-        centered=s.centered)),
+    "sgd": Rule(
+        rules.sgd,
+        rules.momentum_init,
+        lambda s: dict(
+            lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.nesterov
+        ),
+    ),
+    "rmsprop": Rule(
+        rules.rmsprop,
+        rules.rmsprop_init,
+        lambda s: dict(
+            lr=s.lr,
+            alpha=s.alpha,
+            eps=s.eps,
+            weight_decay=s.weight_decay,
+            momentum=s.momentum,
+            centered=s.centered,
+        ),
+    ),
 }
 
 
@@ -56,5 +75,14 @@ def is_import_path(name: str) -> bool:
     return resolve_import_path(name) is not None
 
 
-__all__ = ["OPTIMIZERS", "Adam", "AdamW", "RMSprop", "Rule", "SGD", "is_import_path",
-           "resolve_import_path", "rules"]
+__all__ = [
+    "OPTIMIZERS",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Rule",
+    "SGD",
+    "is_import_path",
+    "resolve_import_path",
+    "rules",
+]

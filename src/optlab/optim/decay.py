@@ -27,7 +27,9 @@ def l1(theta: Tensor, lr, weight_decay) -> Tensor:
 def min_abs(theta: Tensor, lr, weight_decay) -> Tensor:
     """θ ← θ − η·min|θ|·sign θ, the minimum over each run's tensor; λ is not applied,
     exactly as the original study's AdamWMin ran it."""
-    smallest = theta.abs().amin(dim=run_axes(theta), keepdim=True) if theta.dim() > 1 else theta.abs()
+    smallest = (
+        theta.abs().amin(dim=run_axes(theta), keepdim=True) if theta.dim() > 1 else theta.abs()
+    )
     return theta - per_run(lr, theta.dim()) * smallest * theta.sign()
 
 

@@ -33,8 +33,17 @@ def adam_init(param: Tensor) -> State:
 
 
 def adamw(
-    param: Tensor, grad: Tensor, state: State, step: int, *,
-    lr, beta1, beta2, eps, weight_decay, decay: str = "l2",
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    step: int,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    decay: str = "l2",
 ) -> tuple[Tensor, State]:
     """AdamW (Loshchilov & Hutter 2017; seed 002 Algorithm 1) with a choice of decoupled decay:
 
@@ -61,8 +70,15 @@ def momentum_init(param: Tensor) -> State:
 
 
 def sgd(
-    param: Tensor, grad: Tensor, state: State, step: int, *,
-    lr, momentum, weight_decay, nesterov: bool = False,
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    step: int,
+    *,
+    lr,
+    momentum,
+    weight_decay,
+    nesterov: bool = False,
 ) -> tuple[Tensor, State]:
     """SGD with heavy-ball or Nesterov momentum and coupled decay (Sutskever et al. 2013):
 
@@ -79,13 +95,25 @@ def sgd(
 
 def rmsprop_init(param: Tensor) -> State:
     zeros = param.new_zeros
-    return {"square_avg": zeros(param.shape), "grad_avg": zeros(param.shape),
-            "momentum_buffer": zeros(param.shape)}
+    return {
+        "square_avg": zeros(param.shape),
+        "grad_avg": zeros(param.shape),
+        "momentum_buffer": zeros(param.shape),
+    }
 
 
 def rmsprop(
-    param: Tensor, grad: Tensor, state: State, step: int, *,
-    lr, alpha, eps, weight_decay, momentum, centered: bool = False,
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    step: int,
+    *,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered: bool = False,
 ) -> tuple[Tensor, State]:
     """RMSprop (Hinton 2012, lecture 6e), as torch.optim.RMSprop:
 

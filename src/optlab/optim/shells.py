@@ -100,8 +100,13 @@ class Adam(RuleOptimizer):
 
     def hyper(self, group: dict) -> dict:
         beta1, beta2 = group["betas"]
-        return dict(beta1=beta1, beta2=beta2, lr=group["lr"], eps=group["eps"],
-                    weight_decay=group["weight_decay"])
+        return dict(
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+        )
 
 
 class SGD(RuleOptimizer):
@@ -150,8 +155,14 @@ class RMSprop(RuleOptimizer):
         _check("eps", eps, eps >= 0, ">= 0")
         _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
         _check("momentum", momentum, momentum >= 0, ">= 0")
-        keys = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                    centered=centered)
+        keys = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+        )
         super().__init__(params, keys)
 
     def hyper(self, group: dict) -> dict:

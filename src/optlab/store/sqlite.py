@@ -66,8 +66,12 @@ def versions() -> dict[str, str]:
 
     import optlab
 
-    return {"optlab": optlab.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "optlab": optlab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 class Store:
@@ -101,40 +105,62 @@ class Store:
         now = time.time()
         rows = [(r.run_id, r.spec.model_dump_json(), now) for r in runs]
         links = [(r.experiment, r.case, r.run_id) for r in runs]
-        self._tx([
-            ("INSERT OR IGNORE INTO runs (id, config, status, created) VALUES (?, ?, 'pending', ?)",
-             rows),
-            ("INSERT OR IGNORE INTO experiment_runs VALUES (?, ?, ?)", links),
-        ])
+        self._tx(
+            [
+                (
+                    "INSERT OR IGNORE INTO runs (id, config, status, created) VALUES (?, ?, 'pending', ?)",
+                    rows,
+                ),
+                ("INSERT OR IGNORE INTO experiment_runs VALUES (?, ?, ?)", links),
+            ]
+        )
 
     def start(self, run_ids: Sequence[str], device: str) -> None:
         """Mark runs as running and drop what an interrupted attempt left."""
         ids = [(i,) for i in run_ids]
         meta = json.dumps(versions())
-        self._tx([
-            ("DELETE FROM metrics WHERE run_id = ?", ids),
-            ("DELETE FROM arrays WHERE run_id = ?", ids),
-            ("UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
-             "diverged_step = NULL WHERE id = ?", [(time.time(), device, meta, i) for i, in ids]),
-        ])
+        self._tx(
+            [
+                ("DELETE FROM metrics WHERE run_id = ?", ids),
+                ("DELETE FROM arrays WHERE run_id = ?", ids),
+                (
+                    "UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
+                    "diverged_step = NULL WHERE id = ?",
+                    [(time.time(), device, meta, i) for (i,) in ids],
+                ),
+            ]
+        )
 
-    def log(self, rows: list[MetricRow], arrays: Sequence[tuple[str, str, int, np.ndarray]] = ()) -> None:
+    def log(
+        self, rows: list[MetricRow], arrays: Sequence[tuple[str, str, int, np.ndarray]] = ()
+    ) -> None:
         """Append metric rows (and arrays) of running runs."""
-        self._tx([
-            ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
-            ("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
-             [(r, n, s, _encode(a)) for r, n, s, a in arrays]),
-        ])
+        self._tx(
+            [
+                ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+                (
+                    "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
+                    [(r, n, s, _encode(a)) for r, n, s, a in arrays],
+                ),
+            ]
+        )
 
-    def finish(self, results: Sequence[tuple[str, int | None, float]], rows: list[MetricRow]) -> None:
+    def finish(
+        self, results: Sequence[tuple[str, int | None, float]], rows: list[MetricRow]
+    ) -> None:
         """Write final metrics and mark each (run_id, diverged_step, seconds) done, atomically."""
         now = time.time()
         updates = [("complete" if d is None else "diverged", d, now, s, i) for i, d, s in results]
-        self._tx([
-            ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
-            ("UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ? "
-             "WHERE id = ?", updates),
-        ])
+        self._tx(
+            [
+                ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+                (
+                    "UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ? "
+                    "WHERE id = ?",
+                    updates,
+                ),
+            ]
+        )
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -143,14 +169,19 @@ class Store:
         for lo in range(0, len(run_ids), 500):
             chunk = list(run_ids[lo : lo + 500])
             marks = ",".join("?" * len(chunk))
-            out.update(self.db.execute(
-                f"SELECT id, status FROM runs WHERE id IN ({marks})", chunk).fetchall())
+            out.update(
+                self.db.execute(
+                    f"SELECT id, status FROM runs WHERE id IN ({marks})", chunk
+                ).fetchall()
+            )
         return out
 
     def runs(self, experiment: str | None = None) -> pd.DataFrame:
         """One row per (experiment, run): ids, status, timings, and the config flattened."""
-        sql = ("SELECT e.experiment, e.case_name AS 'case', r.* FROM experiment_runs e "
-               "JOIN runs r ON r.id = e.run_id")
+        sql = (
+            "SELECT e.experiment, e.case_name AS 'case', r.* FROM experiment_runs e "
+            "JOIN runs r ON r.id = e.run_id"
+        )
         params: tuple = ()
         if experiment is not None:
             sql += " WHERE e.experiment = ?"
@@ -166,7 +197,9 @@ class Store:
         if run_ids is not None:
             sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
             params = tuple(run_ids)
-        return pd.read_sql_query(sql + " ORDER BY run_id, split, name, step", self.db, params=params)
+        return pd.read_sql_query(
+            sql + " ORDER BY run_id, split, name, step", self.db, params=params
+        )
 
     def final_metrics(self) -> dict[str, dict[str, float]]:
         """Each run's eval and test metrics at their last recorded step: {run_id: {test_loss: …}}."""
@@ -174,7 +207,8 @@ class Store:
             "SELECT m.run_id, m.split || '_' || m.name, m.value FROM metrics m JOIN ("
             "  SELECT run_id, split, name, MAX(step) AS step FROM metrics"
             "  WHERE split IN ('eval', 'test') GROUP BY run_id, split, name) last "
-            "USING (run_id, split, name, step)").fetchall()
+            "USING (run_id, split, name, step)"
+        ).fetchall()
         out: dict[str, dict[str, float]] = {}
         for run_id, key, value in rows:
             out.setdefault(run_id, {})[key] = value
@@ -182,8 +216,10 @@ class Store:
 
     def array(self, run_id: str, name: str) -> dict[int, np.ndarray]:
         """Every recorded step of one named array of a run."""
-        rows = self.db.execute("SELECT step, data FROM arrays WHERE run_id = ? AND name = ? "
-                               "ORDER BY step", (run_id, name)).fetchall()
+        rows = self.db.execute(
+            "SELECT step, data FROM arrays WHERE run_id = ? AND name = ? ORDER BY step",
+            (run_id, name),
+        ).fetchall()
         return {step: np.load(io.BytesIO(data)) for step, data in rows}
 
     def bytes_used(self) -> int:

@@ -49,7 +49,9 @@ class Environment:
     def dim(self) -> int:
         return self.centers.shape[1]
 
-    def tensors(self, split: str, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(
+        self, split: str, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's points and labels as torch tensors on ``device``."""
         x = torch.from_numpy(self.points[split]).to(device)
         y = torch.from_numpy(self.labels[split]).to(device)
@@ -107,7 +109,11 @@ def make_environment(
     points = (2 * rng.rand(n, dim) - 1) * BOUND
     labels = assign_labels(points, centers, center_labels, rule)  # in float64, as the original
     points = points.astype(np.float32)
-    cuts = {"train": (0, n_train), "eval": (n_train, n_train + n_eval), "test": (n_train + n_eval, n)}
+    cuts = {
+        "train": (0, n_train),
+        "eval": (n_train, n_train + n_eval),
+        "test": (n_train + n_eval, n),
+    }
     return Environment(
         centers=centers.astype(np.float32),
         center_labels=center_labels.astype(np.int64),
