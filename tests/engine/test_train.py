@@ -86,3 +86,15 @@ def test_dataset_mode_shuffles_per_seed_and_full_batch_is_deterministic(tmp_path
     run_planned(full, store)
     train = _curves(store, full[0].run_id)["train"]["loss"]
     assert train.is_monotonic_decreasing or train.iloc[-1] < train.iloc[0]
+
+
+def test_import_path_optimizer_trains_like_the_builtin_rule(tmp_path):
+    """torch.optim.SGD named by import path gives the built-in sgd rule's curves."""
+    store = Store(tmp_path / "s.db")
+    common = {"optimizer.lr": 1e-2, "optimizer.weight_decay": 0.0}
+    builtin = _plan(seeds=(1,), **{**common, "optimizer.name": "sgd"})
+    torch_path = _plan(seeds=(1,), **{**common, "optimizer.name": "torch.optim.SGD"})
+    run_planned(builtin + torch_path, store)
+    a, b = _curves(store, builtin[0].run_id), _curves(store, torch_path[0].run_id)
+    assert ((a - b).abs() <= 1e-5 * b.abs() + 1e-6).all()
+    assert a["train"]["loss"].iloc[-1] != a["train"]["loss"].iloc[0]
