@@ -27,6 +27,12 @@ class SpecError(ValueError):
     """A spec that cannot run: its message names the field, the value and what is allowed."""
 
 
+def _one_of(value: str, names, what: str) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {what}; valid: {', '.join(names)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,9 +63,7 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        if name not in MODELS:
-            raise ValueError(f"unknown model; valid: {', '.join(MODELS)}")
-        return name
+        return _one_of(name, MODELS, "model")
 
     @model_validator(mode="after")
     def _resolve_hidden_dim(self) -> ModelSpec:
@@ -103,9 +107,7 @@ class OptimizerSpec(_Strict):
     @field_validator("decay")
     @classmethod
     def _known_decay(cls, decay: str) -> str:
-        if decay not in DECAYS:
-            raise ValueError(f"unknown decay rule; valid: {', '.join(DECAYS)}")
-        return decay
+        return _one_of(decay, DECAYS, "decay rule")
 
 
 class TrainSpec(_Strict):
