@@ -218,5 +218,59 @@ def task(
         print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="shorter runs, under a minute")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+) -> None:
+    """Throughput against the matmul peak and against plain PyTorch loops, in one process."""
+    from optlab.bench.measure import run_bench
+
+    result = run_bench(quick)
+    if as_json:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    console.print(
+        f"device {result['device']}, {result['threads']} threads; "
+        f"matmul peak {result['matmul_peak_gflops']:.1f} GFLOP/s"
+    )
+    table = Table(
+        "case",
+        "optlab",
+        "plain loop",
+        "vs plain",
+        "R=32 speedup",
+        "R=32 vs plain",
+        "% of peak",
+        "peak RSS MB",
+        "store B/run",
+    )
+    for name, unit in (
+        ("final", "steps/s"),
+        ("centers", "run·steps/s"),
+        ("plus_minus", "run·steps/s"),
+    ):
+        r = result[name]
+        rate = r.get("steps_per_s", r.get("r1_run_steps_per_s"))
+        table.add_row(
+            name,
+            f"{rate:,.0f} {unit}",
+            f"{r['plain_loop_steps_per_s']:,.0f}",
+            f"{r['vs_plain_loop']:.2f}×",
+            _fmt(r.get("speedup_r32"), 2),
+            _fmt(r.get("stacked_vs_plain_loop"), 2),
+            _fmt(r.get("pct_of_peak"), 1),
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['store_bytes_per_run']:,.0f}",
+        )
+    console.print(table)
+    for name in ("centers", "plus_minus"):
+        r = result[name]
+        console.print(
+            f"{name}: R=1 {r['r1_run_steps_per_s']:,.0f}, R=8 {r['r8_run_steps_per_s']:,.0f}, "
+            f"R=32 {r['r32_run_steps_per_s']:,.0f} run·steps/s"
+        )
+
+
 if __name__ == "__main__":
     app()
