@@ -113,7 +113,9 @@ class PlusMinus(OffsetScale):
         return {**super().init(generator), "plus_minus": 0.4 * torch.tensor([-1.0, 1.0])}
 
     def abs(self, z: Tensor, params: Params) -> Tensor:
-        return F.relu(z.unsqueeze(-1) * per_run(params["plus_minus"], 4)).sum(-1)
+        pm = per_run(params["plus_minus"], 4)  # (R, 1, 1, 2)
+        # the sum over i written out: one (R, B, k) op per entry beats a trailing axis of 2
+        return sum(F.relu(z * pm[..., i]) for i in range(pm.shape[-1]))
 
 
 class Centers(PlusMinus):
