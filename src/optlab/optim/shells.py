@@ -7,6 +7,7 @@ stack of one run.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 
 import torch
@@ -20,6 +21,11 @@ def _check(name: str, value: float, ok: bool, allowed: str) -> None:
         raise ValueError(f"{name}: {value!r} is not allowed: {allowed}")
 
 
+def _nonnegative(**values: float) -> None:
+    for name, value in values.items():
+        _check(name, value, value >= 0, ">= 0")
+
+
 class RuleOptimizer(torch.optim.Optimizer):
     """Applies ``update`` (a rule from ``optlab.optim.rules``) to every parameter with a grad."""
 
@@ -27,7 +33,12 @@ class RuleOptimizer(torch.optim.Optimizer):
     init_state: Callable
 
     def hyper(self, group: dict) -> dict:
-        raise NotImplementedError
+        """The group's settings as the rule's keyword arguments (betas split into beta1, beta2)."""
+        names = inspect.signature(type(self).update).parameters
+        out = {k: v for k, v in group.items() if k in names}
+        if "betas" in group:
+            out["beta1"], out["beta2"] = group["betas"]
+        return out
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -75,11 +86,6 @@ class AdamW(RuleOptimizer):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay)
         super().__init__(params, defaults)
 
-    def hyper(self, group: dict) -> dict:
-        beta1, beta2 = group["betas"]
-        keys = ("lr", "eps", "weight_decay", "decay")
-        return dict(beta1=beta1, beta2=beta2, **{k: group[k] for k in keys})
-
 
 class Adam(RuleOptimizer):
     """Drop-in for ``torch.optim.Adam`` (coupled L2; see ``rules.adam``)."""
@@ -98,16 +104,6 @@ class Adam(RuleOptimizer):
         _check_adam(lr, betas, eps, weight_decay)
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
-    def hyper(self, group: dict) -> dict:
-        beta1, beta2 = group["betas"]
-        return dict(
-            beta1=beta1,
-            beta2=beta2,
-            lr=group["lr"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-        )
-
 
 class SGD(RuleOptimizer):
     """Drop-in for ``torch.optim.SGD`` without dampening (see ``rules.sgd``)."""
@@ -123,15 +119,10 @@ class SGD(RuleOptimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        _check("lr", lr, lr >= 0, ">= 0")
-        _check("momentum", momentum, momentum >= 0, ">= 0")
-        _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
+        _nonnegative(lr=lr, momentum=momentum, weight_decay=weight_decay)
         _check("nesterov", nesterov, not nesterov or momentum > 0, "needs momentum > 0")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(params, defaults)
-
-    def hyper(self, group: dict) -> dict:
-        return {k: group[k] for k in ("lr", "momentum", "weight_decay", "nesterov")}
 
 
 class RMSprop(RuleOptimizer):
@@ -150,11 +141,8 @@ class RMSprop(RuleOptimizer):
         momentum: float = 0.0,
         centered: bool = False,
     ) -> None:
-        _check("lr", lr, lr >= 0, ">= 0")
+        _nonnegative(lr=lr, eps=eps, weight_decay=weight_decay, momentum=momentum)
         _check("alpha", alpha, 0 <= alpha <= 1, "in [0, 1]")
-        _check("eps", eps, eps >= 0, ">= 0")
-        _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        _check("momentum", momentum, momentum >= 0, ">= 0")
         keys = dict(
             lr=lr,
             alpha=alpha,
@@ -165,12 +153,7 @@ class RMSprop(RuleOptimizer):
         )
         super().__init__(params, keys)
 
-    def hyper(self, group: dict) -> dict:
-        return {k: group[k] for k in ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")}
-
 
 def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
-    _check("lr", lr, lr >= 0, ">= 0")
+    _nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
     _check("betas", betas, all(0 <= b < 1 for b in betas), "each in [0, 1)")
-    _check("eps", eps, eps >= 0, ">= 0")
-    _check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
