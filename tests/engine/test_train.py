@@ -73,19 +73,22 @@ def test_interrupted_run_is_trained_again_and_done_runs_are_not(tmp_path):
     assert run_planned(planned, store) == []  # complete: never trained again
 
 
-def test_dataset_mode_shuffles_per_seed_and_full_batch_is_deterministic(tmp_path):
-    store = Store(tmp_path / "s.db")
-    planned = _plan(
+def test_dataset_mode_is_deterministic_and_learns(tmp_path):
+    """Per-run shuffles come from the training seed: the same plan in two stores gives the same
+    curves; the full-batch case (batch >= n_train) trains on the whole set every step."""
+    shuffled = _plan(
         seeds=(1, 2), **{"train.data": "dataset", "task.n_train": 100, "train.batch_size": 10}
     )
-    out = run_planned(planned, store)
-    assert len(out) == 2 and all(o.diverged_step is None for o in out)
     full = _plan(
         seeds=(1,), **{"train.data": "dataset", "task.n_train": 50, "train.batch_size": 64}
     )
-    run_planned(full, store)
-    train = _curves(store, full[0].run_id)["train"]["loss"]
-    assert train.is_monotonic_decreasing or train.iloc[-1] < train.iloc[0]
+    a, b = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    for store in (a, b):
+        assert all(o.diverged_step is None for o in run_planned(shuffled + full, store))
+    for p in shuffled + full:
+        assert _curves(a, p.run_id).equals(_curves(b, p.run_id))
+    train = _curves(a, full[0].run_id)["train"]["loss"]
+    assert train.iloc[-1] < train.iloc[0]
 
 
 def test_import_path_optimizer_trains_like_the_builtin_rule(tmp_path):
