@@ -33,26 +33,65 @@ class PlusMinus(nn.Module):
         return self.head(torch.softmax(-self.scale * F.relu(z).sum(-1), dim=-1))
 
 
-class Final(nn.Module):
-    """The final model (seed 002 Algorithm 4) with ReLU, uniform init, no normalisation."""
+class ReducedLayerNorm(nn.Module):
+    """A weight vector initialised to 1, optionally after x·rsqrt(mean(x²) + 1e-6)."""
 
-    def __init__(self, dim: int, hidden: int, classes: int):
+    def __init__(self, n: int, normalize: bool = False):
         super().__init__()
-        self.n1, self.na = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.ones(hidden))
-        self.n2, self.nf = nn.Parameter(torch.ones(hidden)), nn.Parameter(torch.ones(classes))
-        self.l1a, self.l1b = (
-            nn.Linear(dim, hidden, bias=False),
-            nn.Linear(hidden, hidden, bias=False),
-        )
-        self.l2a, self.l2b = (
-            nn.Linear(hidden, hidden, bias=False),
-            nn.Linear(hidden, classes, bias=False),
-        )
+        self.weight, self.normalize = nn.Parameter(torch.ones(n)), normalize
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.l1b(F.relu(self.l1a(self.n1 * x / 100)))
-        h = torch.softmax(self.na * h, dim=-1)
-        return self.nf * self.l2b(F.relu(self.l2a(self.n2 * h)))
+        if self.normalize:
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return self.weight * x
+
+
+class Dense(nn.Module):
+    """ReducedLayerNorm(in) → Linear(in→hid) → act → Linear(hid→out), no biases."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, act: nn.Module, normalize: bool):
+        super().__init__()
+        self.norm = ReducedLayerNorm(d_in, normalize)
+        self.w1 = nn.Linear(d_in, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, d_out, bias=False)
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(self.act(self.w1(self.norm(x))))
+
+
+class ReducedAttention(nn.Module):
+    """ReducedLayerNorm(H), then a softmax over the H features."""
+
+    def __init__(self, hidden: int, normalize: bool):
+        super().__init__()
+        self.norm = ReducedLayerNorm(hidden, normalize)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.norm(x), dim=-1)
+
+
+class Final(nn.Module):
+    """The final model (seed 002 Algorithm 4) as plain modules, PyTorch's default init."""
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int,
+        classes: int,
+        act: nn.Module | None = None,
+        normalize: bool = False,
+    ):
+        super().__init__()
+        act = act or nn.ReLU()
+        self.dense1 = Dense(dim, hidden, hidden, act, normalize)
+        self.attention = ReducedAttention(hidden, normalize)
+        self.dense2 = Dense(hidden, hidden, classes, act, normalize)
+        self.final = nn.ModuleDict({"norm": ReducedLayerNorm(classes, normalize)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.attention(self.dense1(x / 100))
+        return self.final["norm"](self.dense2(h))
 
 
 def plain_steps_per_s(

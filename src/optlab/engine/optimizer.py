@@ -44,12 +44,12 @@ class StackedOptimizer:
             p.copy_(new_p)
 
 
-def _stack_hyper(per_run: list[dict], params: dict[str, Tensor]) -> dict:
+def _stack_hyper(hypers: list[dict], params: dict[str, Tensor]) -> dict:
     """Numbers become (R,) tensors; flags (str, bool) must agree across the group."""
     any_param = next(iter(params.values()), torch.empty(0))
     out = {}
-    for key, first in per_run[0].items():
-        values = [h[key] for h in per_run]
+    for key, first in hypers[0].items():
+        values = [h[key] for h in hypers]
         if isinstance(first, (bool, str)):
             if any(v != first for v in values):
                 raise ValueError(f"optimizer {key!r} differs inside one group: {values}")

@@ -84,9 +84,7 @@ def train_group(
     env = environment_for(spec)
     model = build_model(spec.model, env).to(device)
     inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
-    params = (
-        {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()} if inits[0] else {}
-    )
+    params = {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()}
     optimizer = StackedOptimizer([s.optimizer for s in specs], params)
     batches = Batches(
         env, spec.train.data, spec.train.batch_size, [s.train.seed for s in specs], device
@@ -106,9 +104,9 @@ def train_group(
         loss = run_losses(model.forward(params, x), y, runs)
         if params:
             optimizer.step(torch.autograd.grad(loss.sum(), list(params.values())))
-        train_loss[t - last_flush] = loss.detach()
-        bad = ~torch.isfinite(loss.detach()) & (diverged_at < 0)
-        diverged_at = torch.where(bad, t + 1, diverged_at)
+        loss = loss.detach()
+        train_loss[t - last_flush] = loss
+        diverged_at = torch.where(~torch.isfinite(loss) & (diverged_at < 0), t + 1, diverged_at)
         if (t + 1) % every and t + 1 < steps:
             continue
         rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
