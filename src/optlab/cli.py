@@ -255,6 +255,77 @@ def task(
 
 
 @app.command()
+def reproduce(
+    suite: Annotated[str, typer.Argument(help="catalog suite or experiment")] = "paper",
+    seeds: SeedsOpt = None,
+    profile: ProfileOpt = "paper",
+    workers: WorkersOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Train what is missing, then print each cell over seeds and a verdict per claim."""
+    from optlab.analysis import convergence
+    from optlab.analysis.cells import cells
+    from optlab.analysis.claims import ALPHA, judge
+
+    check_workers(workers)
+    specs, planned = plan(suite, None, profile, seeds)
+    db = Store(store)
+    train(specs, planned, db, workers)
+    convergence.record(db, sorted({p.run_id for p in planned}))
+    tables = {spec.name: cells(db, spec.name) for spec in specs}
+    verdicts, tests = judge(db, experiments={spec.name for spec in specs})
+    db.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "cells": {k: t.to_dict("records") for k, t in tables.items()},
+                    "verdicts": [
+                        {"id": v.id, "paper": v.paper, "optlab": v.value, "verdict": v.verdict}
+                        for v in verdicts
+                    ],
+                    "tests": tests,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return
+    for name, table in tables.items():
+        print_cells(name, table)
+    if not verdicts:
+        return
+    out = Table("claim", "source", "paper", "optlab (mean [95% CI], n seeds)", "verdict")
+    for v in verdicts:
+        out.add_row(v.text, v.source, v.paper, v.value, v.verdict)
+    console.print(out)
+    console.print(
+        f"profile {profile}; intervals: 95% percentile bootstrap over seeds; "
+        f"tests: Welch (means) and least-squares slope, Holm-corrected over {tests} tests "
+        f"at α = {ALPHA}."
+    )
+
+
+def print_cells(experiment: str, table) -> None:
+    if table.empty:
+        return
+    tuned = [c for c in table.columns if c.startswith(("optimizer.", "model.", "train."))]
+    out = Table("case", *tuned, "seeds", "diverged", "test accuracy [95% CI]", "test loss")
+    for r in table.to_dict("records"):
+        out.add_row(
+            r["case"],
+            *(str(r[c]) for c in tuned),
+            str(r["seeds"]),
+            str(r["diverged"]),
+            f"{r['test_accuracy']:.4f} [{r['test_accuracy_lo']:.4f}, {r['test_accuracy_hi']:.4f}]",
+            f"{r['test_loss']:.4f}",
+        )
+    console.print(f"[bold]{experiment}[/bold]" + (f" (tuned: {', '.join(tuned)})" if tuned else ""))
+    console.print(out)
+
+
+@app.command()
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="shorter runs, under a minute")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
