@@ -71,3 +71,9 @@ def test_bad_values_name_field_value_and_what_is_allowed(key, value, fragment):
 def test_import_path_optimizer_is_accepted():
     runs = expand(load_experiment("ladder"), {"optimizer.name": "torch.optim.Adagrad"})
     assert runs[0].spec.optimizer.name == "torch.optim.Adagrad"
+
+
+def test_probes_default_and_unknown_probe_is_one_line():
+    assert RunSpec().probes.record == ("params", "outputs", "scalars")
+    with pytest.raises(SpecError, match=r"probes.record.*unknown probe; valid: params"):
+        expand(load_experiment({"name": "e"}), {"probes.record": ["params", "nope"]})
