@@ -217,6 +217,13 @@ class Store:
         ).fetchall()
         return {step: np.load(io.BytesIO(data)) for step, data in rows}
 
+    def array_names(self, run_id: str) -> list[str]:
+        """The names of a run's recorded arrays."""
+        rows = self.db.execute(
+            "SELECT DISTINCT name FROM arrays WHERE run_id = ? ORDER BY name", (run_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def bytes_used(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
 

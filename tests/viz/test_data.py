@@ -1,0 +1,45 @@
+"""Reading an experiment for figures: conditions, curves, and the 95% interval by hand."""
+
+import math
+
+import pytest
+
+from optlab.store import Store
+from optlab.viz.data import experiments, load_experiment_record, mean_ci
+
+
+def test_mean_ci_by_hand():
+    # x = (1, 2, 3): mean 2, s = 1, t_{0.975, 2} = 4.303 → half-width 4.303/√3
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
+    assert mean_ci([0.5])[0] == 0.5 and math.isnan(mean_ci([0.5])[1])
+    assert math.isnan(mean_ci([])[0])
+
+
+def test_conditions_and_curves(mini_store):
+    store = Store(mini_store)
+    (name,) = experiments(store)
+    rec = load_experiment_record(store, name)
+    assert rec.conditions == ["plus_minus", "centers"]
+    assert "model.hidden_dim" in rec.varying and "train.seed" not in rec.varying
+    acc = rec.curves("eval", "accuracy")
+    assert list(acc.index) == [0, 20, 40, 60]
+    assert acc["centers"].shape == (4, 2)  # two seeds
+    store.close()
+
+
+def test_grid_axes_label_conditions(tmp_path):
+    from optlab.config import expand, load_experiment
+    from optlab.engine import run_planned
+
+    spec = load_experiment(
+        {
+            "name": "g",
+            "base": {"model": {"name": "exact"}},
+            "grid": {"optimizer.lr": [1e-3, 1e-2]},
+        }
+    )
+    store = Store(tmp_path / "g.db")
+    run_planned(expand(spec, {"train.steps": 2, "task.n_eval": 10, "task.n_test": 10}), store)
+    rec = load_experiment_record(store, "g")
+    assert rec.conditions == ["lr=0.001", "lr=0.01"]
