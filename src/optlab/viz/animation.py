@@ -16,6 +16,7 @@ from optlab.viz.figure import DPI, plt
 
 MAX_FRAMES = 40
 FPS = 5
+PALETTE = 32  # colours in a GIF
 PANEL_SPLITS = ("scalars", "outputs")  # beside the map, after eval loss and accuracy
 
 
@@ -67,7 +68,7 @@ def animate_decision_map(store: Store, run_id: str, path: str | Path, title: str
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
         ax.plot(series.index, series.values, color="0.85", linewidth=1)
         (line,) = ax.plot([], [], color="C0", linewidth=1.2)
-        (dot,) = ax.plot([], [], "o", color="C3", markersize=4)
+        (dot,) = ax.plot([], [], "o", color="black", markersize=4)
         ax.set_title(name, fontsize=9)
         ax.tick_params(labelsize=7)
         moving.append((series, line, dot))
@@ -131,9 +132,16 @@ def _write(fig, draw, steps: list[int], path: str | Path, animated: list) -> Pat
         draw(step)
         for artist in animated:
             fig.draw_artist(artist)
-        rgba = np.asarray(fig.canvas.buffer_rgba())
-        frames.append(Image.fromarray(rgba).convert("RGB").quantize(colors=64))
+        frames.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
     plt.close(fig)
+    # one palette for every frame (taken from the first, middle and last), so that the GIF
+    # stores each frame as its difference from the one before
+    sample = [frames[0], frames[len(frames) // 2], frames[-1]]
+    strip = Image.new("RGB", (frames[0].width, frames[0].height * len(sample)))
+    for i, frame in enumerate(sample):
+        strip.paste(frame, (0, i * frame.height))
+    palette = strip.quantize(colors=PALETTE, dither=Image.Dither.NONE)
+    frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=1000 // FPS, loop=0)

@@ -36,7 +36,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px;
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #555; } section { border-top: 2px solid #444; }
 """
 
