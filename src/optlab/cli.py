@@ -18,7 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optlab import catalog
-from optlab.config import SpecError, expand, load_experiment, parse_override
+from optlab.config import (
+    ExperimentSpec,
+    PlannedRun,
+    SpecError,
+    expand,
+    load_suite,
+    parse_override,
+)
 from optlab.store import DEFAULT_STORE, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -27,6 +34,10 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="paper (exact scale) or quick")]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="training processes; default: one per core")
+]
 
 
 def fail(message: str) -> None:
@@ -34,18 +45,20 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def plan(experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None) -> list:
-    """Load, override and expand an experiment, or exit 2 with the reason."""
+def plan(
+    experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None
+) -> tuple[list[ExperimentSpec], list[PlannedRun]]:
+    """Load, override and expand an experiment or a suite, or exit 2 with the reason."""
     if seeds is not None and seeds < 1:
         fail(f"--seeds: {seeds} is not allowed: must be >= 1")
     try:
-        spec = load_experiment(experiment)
         overrides = dict(parse_override(s) for s in sets or [])
-        seed_list = None
-        if seeds is not None:
+        specs, planned = load_suite(experiment), []
+        for spec in specs:
             first = spec.seeds[0]
-            seed_list = list(range(first, first + seeds))
-        return expand(spec, overrides, profile=profile, seeds=seed_list)
+            seed_list = None if seeds is None else list(range(first, first + seeds))
+            planned += expand(spec, overrides, profile=profile, seeds=seed_list)
+        return specs, planned
     except SpecError as err:
         fail(str(err))
 
@@ -70,24 +83,47 @@ def list_() -> None:
 def run(
     experiment: Annotated[str, typer.Argument(help="catalog name or TOML file")],
     set_: SetOpt = None,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="seeds per cell")] = None,
+    seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
+    workers: WorkersOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train an experiment's runs that the store has not finished, then print their results."""
-    from optlab.engine import pending, run_planned
-
-    planned = plan(experiment, set_, profile, seeds)
+    check_workers(workers)
+    specs, planned = plan(experiment, set_, profile, seeds)
     db = Store(store)
+    train(specs, planned, db, workers)
+    print_results(db, {p.run_id for p in planned}, None)
+    db.close()
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        fail(f"--workers: {workers} is not allowed: must be >= 1")
+
+
+def train(
+    specs: list[ExperimentSpec], planned: list[PlannedRun], db: Store, workers: int | None
+) -> None:
+    """Train what the store lacks of ``planned``, with a progress bar."""
+    from optlab.engine import pending, run_planned
+    from optlab.engine.sweep import default_workers
+
     todo = pending(planned, db)
     total = sum(s.train.steps for s in todo)
-    console.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {store}")
+    console.print(
+        f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}"
+    )
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("train", total=total)
-        run_planned(planned, db, on_steps=lambda n: bar.advance(task, n))
-    print_results(db, {p.run_id for p in planned}, planned[0].experiment)
-    db.close()
+        run_planned(
+            planned,
+            db,
+            lambda n: bar.advance(task, n),
+            workers=workers or default_workers(),
+            experiments=specs,
+        )
 
 
 def records(
@@ -194,7 +230,7 @@ def task(
     """Summarise an experiment's task: k, class counts and majority-class accuracy per split."""
     from optlab.engine.train import environment_for
 
-    spec = plan(experiment, set_, profile)[0].spec
+    spec = plan(experiment, set_, profile)[1][0].spec
     env = environment_for(spec)
     summary = env.summary()
     if as_json:

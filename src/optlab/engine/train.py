@@ -154,10 +154,10 @@ def train_group(
         if not recorded:
             continue
         rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
-        on_steps(t + 1 - last_flush)
+        on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
         last_flush = t + 1
         if t + 1 == steps or bool((diverged_at >= 0).all()):
-            on_steps(steps - last_flush)
+            on_steps(runs * (steps - last_flush))
             break
         eval_rows, arrays = observe(t + 1)
         store.log(rows + eval_rows, arrays)
