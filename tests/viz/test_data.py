@@ -1,19 +1,7 @@
-"""Reading an experiment for figures: conditions, curves, and the 95% interval by hand."""
-
-import math
-
-import pytest
+"""Reading an experiment for figures: conditions labelled by case and grid axes, curves by seed."""
 
 from optlab.store import Store
-from optlab.viz.data import experiments, load_experiment_record, mean_ci
-
-
-def test_mean_ci_by_hand():
-    # x = (1, 2, 3): mean 2, s = 1, t_{0.975, 2} = 4.303 → half-width 4.303/√3
-    mean, half = mean_ci([1.0, 2.0, 3.0])
-    assert mean == 2.0 and half == pytest.approx(4.303 / math.sqrt(3))
-    assert mean_ci([0.5])[0] == 0.5 and math.isnan(mean_ci([0.5])[1])
-    assert math.isnan(mean_ci([])[0])
+from optlab.viz.data import experiments, load_experiment_record
 
 
 def test_conditions_and_curves(mini_store):

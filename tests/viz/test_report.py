@@ -10,8 +10,8 @@ import shutil
 import pytest
 from PIL import Image
 
+from optlab.analysis.stats import summarize
 from optlab.store import Store
-from optlab.viz.data import mean_ci
 from optlab.viz.report import write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -46,13 +46,14 @@ def test_report_table_is_mean_and_95_interval_over_seeds(report, mini_store):
     store = Store(mini_store)
     runs, finals = store.runs(), store.final_metrics()
     ids = runs.loc[runs["case"] == "centers", "id"]
-    mean, half = mean_ci([finals[i]["test_accuracy"] for i in ids])
+    values = [finals[i]["test_accuracy"] for i in ids]
     store.close()
     row = re.search(r"<tr><td>centers</td>.*?</tr>", report.read_text()).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     assert cells[:4] == ["centers", "16.0", "1, 2", "complete 2"]
-    expected = f"{mean:.4f}" if math.isnan(half) else f"{mean:.4f} ± {half:.4f}"
-    assert cells[4] == expected
+    s = summarize(values)
+    assert s.lo <= s.mean <= s.hi and math.isclose(s.mean, sum(values) / 2)
+    assert cells[4] == f"{s.mean:.4f} [{s.lo:.4f}, {s.hi:.4f}]"
 
 
 def test_report_renders_in_chromium(report, tmp_path):

@@ -7,32 +7,13 @@ only in ``train.seed`` are its seeds.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from optlab.store import Store
 
 SEED = "train.seed"
-# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; 1.96 beyond
-T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def mean_ci(values) -> tuple[float, float]:
-    """Mean and half-width of its 95% interval, x̄ ± t_{0.975, n−1}·s/√n (NaN below n = 2)."""
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    if len(x) == 0:
-        return math.nan, math.nan
-    if len(x) < 2:
-        return float(x.mean()), math.nan
-    t = T975[len(x) - 2] if len(x) - 1 <= len(T975) else 1.96
-    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
 @dataclass(frozen=True)

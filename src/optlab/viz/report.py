@@ -1,5 +1,6 @@
 """One self-contained HTML report of a store: a section per experiment with its shared config,
-a table of final metrics per condition (mean ± 95% interval over seeds) and its figures,
+a table of final metrics per condition (mean and 95% interval over seeds, the percentile
+bootstrap of ``optlab.analysis.stats``) and its figures,
 embedded as data URIs so that opening the file makes no request. Every string that comes
 from a spec or the store is escaped."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optlab.analysis.stats import summarize
 from optlab.store import Store
 from optlab.viz.animation import animate_centers, animate_decision_map
 from optlab.viz.curves import plot_eval_curves
@@ -24,7 +26,6 @@ from optlab.viz.data import (
     distinct,
     experiments,
     load_experiment_record,
-    mean_ci,
 )
 from optlab.viz.task import plot_points
 from optlab.viz.weights import plot_weight_bands
@@ -96,7 +97,7 @@ def _shared_config(runs: pd.DataFrame) -> str:
 
 def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
     """One row per condition: its varying settings, seeds, statuses, and each final metric as
-    mean ± 95% half-width over its seeds (the mean alone for one seed)."""
+    its mean over seeds with the 95% interval [lo, hi] (the value alone for one seed)."""
     varying = [c for c in rec.varying if c != "model.name"]
     head = ["condition", *varying, "seeds", "status", *FINALS]
     rows = []
@@ -106,8 +107,8 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
         cells = [_e(condition), *(_e(_text(first[c])) for c in varying)]
         cells += [_e(", ".join(str(int(s)) for s in group[SEED])), _e(status)]
         for metric in FINALS:
-            mean, half = mean_ci(finals.get(i, {}).get(metric, math.nan) for i in group["id"])
-            cells.append(_number(mean, half))
+            values = [finals.get(i, {}).get(metric) for i in group["id"]]
+            cells.append(_number([v for v in values if v is not None and not math.isnan(v)]))
         rows.append(
             "<tr>"
             + "".join(
@@ -117,7 +118,8 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
             + "</tr>"
         )
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+    note = "<p>Final values: mean over seeds [95% percentile-bootstrap interval of the mean].</p>"
+    return f"{note}<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
 def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
@@ -170,10 +172,13 @@ def _figure(path: Path, caption: str) -> str:
     return f'<figure><img src="{uri}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
 
 
-def _number(mean: float, half: float) -> str:
-    if math.isnan(mean):
+def _number(values: list[float]) -> str:
+    if not values:
         return "–"
-    return f"{mean:.4f}" if math.isnan(half) else f"{mean:.4f} ± {half:.4f}"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    s = summarize(values)
+    return f"{s.mean:.4f} [{s.lo:.4f}, {s.hi:.4f}]"
 
 
 def _missing(value) -> bool:
