@@ -31,3 +31,24 @@ def test_grid_axes_label_conditions(tmp_path):
     run_planned(expand(spec, {"train.steps": 2, "task.n_eval": 10, "task.n_test": 10}), store)
     rec = load_experiment_record(store, "g")
     assert rec.conditions == ["lr=0.001", "lr=0.01"]
+
+
+def test_tuned_best_keeps_the_lowest_mean_eval_loss_per_cell():
+    import pandas as pd
+
+    from optlab.viz.data import tuned_best
+
+    # case a: lr 0.1 has mean eval loss (0.5 + 0.3)/2 = 0.4 < lr 0.01's 0.45 → keep lr=0.1;
+    # case b: lr 0.01 (0.2) beats lr 0.1 (0.9); case c never finished → its first condition.
+    runs = pd.DataFrame(
+        {
+            "id": list("pqrstuvw"),
+            "case": ["a", "a", "a", "a", "b", "b", "c", "c"],
+            "optimizer.lr": [0.1, 0.1, 0.01, 0.01, 0.1, 0.01, 0.1, 0.01],
+        }
+    )
+    runs["condition"] = runs["case"] + ", lr=" + runs["optimizer.lr"].astype(str)
+    losses = dict(zip("pqrstu", [0.5, 0.3, 0.45, 0.45, 0.9, 0.2], strict=True))
+    finals = {i: {"eval_loss": v} for i, v in losses.items()}
+    best = tuned_best(runs, finals, ["optimizer.lr"], ["optimizer.lr"])
+    assert best == ["a, lr=0.1", "b, lr=0.01", "c, lr=0.1"]

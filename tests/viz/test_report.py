@@ -50,7 +50,7 @@ def test_report_table_is_mean_and_95_interval_over_seeds(report, mini_store):
     store.close()
     row = re.search(r"<tr><td>centers</td>.*?</tr>", report.read_text()).group(0)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    assert cells[:4] == ["centers", "16.0", "1, 2", "complete 2"]
+    assert cells[:4] == ["centers", "16", "1, 2", "complete 2"]
     s = summarize(values)
     assert s.lo <= s.mean <= s.hi and math.isclose(s.mean, sum(values) / 2)
     assert cells[4] == f"{s.mean:.4f} [{s.lo:.4f}, {s.hi:.4f}]"

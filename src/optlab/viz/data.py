@@ -2,7 +2,9 @@
 
 A *condition* is what a figure gives one colour: the case and every setting that varies
 across the experiment's runs except the training seed. Runs of one condition that differ
-only in ``train.seed`` are its seeds.
+only in ``train.seed`` are its seeds. Where the experiment tunes an axis (its spec's
+``tune``, e.g. the learning rate), each cell keeps the value with the lowest mean final
+eval loss, and figures draw only those *shown* conditions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ExperimentRecord:
     runs: pd.DataFrame  # one row per run, with a ``condition`` label column
     metrics: pd.DataFrame  # long form: run_id, split, name, step, value
     varying: list[str]  # config columns that vary across conditions
+    shown: list[str]  # the conditions figures draw: all, or each cell's tuned best
 
     def curves(self, split: str, name: str) -> pd.DataFrame:
         """Steps × runs of one metric, runs labelled by condition: columns (condition, run_id)."""
@@ -35,7 +38,8 @@ class ExperimentRecord:
 
     @property
     def conditions(self) -> list[str]:
-        return list(dict.fromkeys(self.runs["condition"]))
+        """The shown conditions, in the order the experiment lists them."""
+        return [c for c in dict.fromkeys(self.runs["condition"]) if c in self.shown]
 
 
 def distinct(values: pd.Series) -> int:
@@ -61,8 +65,32 @@ def load_experiment_record(store: Store, experiment: str) -> ExperimentRecord:
         return ", ".join(parts + [f"{c.split('.')[-1]}={_plain(row[c])}" for c in within])
 
     runs["condition"] = runs.apply(label, axis=1)
+    tuned = [c for c in within if c in tune_keys(store.experiments().get(experiment, {}))]
+    shown = tuned_best(runs, store.final_metrics(), tuned, within) if tuned else runs["condition"]
     metrics = store.metrics(list(runs["id"]))
-    return ExperimentRecord(experiment, runs, metrics, varying)
+    return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)))
+
+
+def tune_keys(spec: dict) -> set[str]:
+    """The settings an experiment spec tunes, in its base or any profile."""
+    keys = set(spec.get("tune", {}))
+    for profile in spec.get("profiles", {}).values():
+        keys |= set(profile.get("tune", {}))
+    return keys
+
+
+def tuned_best(runs: pd.DataFrame, finals: dict, tuned: list[str], within: list[str]) -> list:
+    """Per cell (case and untuned grid values), the condition with the lowest mean final eval
+    loss over its seeds; a cell with no finished run keeps its first condition."""
+    loss = runs["id"].map(lambda i: finals.get(i, {}).get("eval_loss", float("nan")))
+    by_condition = loss.groupby(runs["condition"], sort=False).mean()
+    cell_keys = ["case", *(c for c in within if c not in tuned)]
+    cells = runs.assign(_cell=runs[cell_keys].astype(str).agg("|".join, axis=1))
+    best = []
+    for _, cell in cells.groupby("_cell", sort=False):
+        scores = by_condition[list(dict.fromkeys(cell["condition"]))]
+        best.append(scores.idxmin() if scores.notna().any() else scores.index[0])
+    return best
 
 
 def experiments(store: Store) -> list[str]:

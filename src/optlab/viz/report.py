@@ -33,7 +33,8 @@ from optlab.viz.weights import plot_weight_bands
 FINALS = ("test_accuracy", "test_loss", "eval_accuracy", "eval_loss")
 MIME = {".png": "image/png", ".gif": "image/gif"}
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1400px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 1400px;
+       color: #222; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -101,30 +102,38 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
     varying = [c for c in rec.varying if c != "model.name"]
     head = ["condition", *varying, "seeds", "status", *FINALS]
     rows = []
+    tuned = len(rec.shown) < rec.runs["condition"].nunique()
     for condition, group in rec.runs.groupby("condition", sort=False):
         first = group.iloc[0]
         status = ", ".join(f"{s} {n}" for s, n in group["status"].value_counts().items())
-        cells = [_e(condition), *(_e(_text(first[c])) for c in varying)]
+        mark = " ★" if tuned and condition in rec.shown else ""
+        cells = [_e(condition) + mark, *(_e(_text(first[c])) for c in varying)]
         cells += [_e(", ".join(str(int(s)) for s in group[SEED])), _e(status)]
         for metric in FINALS:
             values = [finals.get(i, {}).get(metric) for i in group["id"]]
             cells.append(_number([v for v in values if v is not None and not math.isnan(v)]))
+        first_number = len(cells) - len(FINALS)
         rows.append(
             "<tr>"
             + "".join(
-                f'<td class="num">{c}</td>' if i >= 3 else f"<td>{c}</td>"
+                f'<td class="num">{c}</td>' if i >= first_number else f"<td>{c}</td>"
                 for i, c in enumerate(cells)
             )
             + "</tr>"
         )
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    note = "<p>Final values: mean over seeds [95% percentile-bootstrap interval of the mean].</p>"
+    note = "<p>Final values: mean over seeds [95% percentile-bootstrap interval of the mean]."
+    if tuned:
+        note += (
+            " ★: the tuned value each cell keeps (lowest mean final eval loss); figures show these."
+        )
+    note += "</p>"
     return f"{note}<table><tr>{header}</tr>{''.join(rows)}</table>"
 
 
 def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
     out = []
-    first_runs = rec.runs.drop_duplicates("condition")
+    first_runs = rec.runs[rec.runs["condition"].isin(rec.shown)].drop_duplicates("condition")
     task_run = next((i for i in first_runs["id"] if store.array(i, "task/eval_points")), None)
     if task_run is not None:
         pts, lab, ctr = (
@@ -186,7 +195,13 @@ def _missing(value) -> bool:
 
 
 def _text(value) -> str:
+    """A setting as written: "–" where a model leaves it unset (NaN in a pandas column),
+    whole numbers without the ".0" that a column with NaN gives them."""
     value = value.item() if hasattr(value, "item") else value
+    if _missing(value):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
     return str(value)
 
 
