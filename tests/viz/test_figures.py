@@ -42,3 +42,39 @@ def test_animations_have_one_frame_per_recorded_step(mini_store, tmp_path):
         assert im.n_frames == 4
     assert animate_centers(store, pm_run, tmp_path / "none.gif", "pm") is None  # no centers
     store.close()
+
+
+def test_probe_figures_have_a_panel_per_tensor(tmp_path):
+    from optlab.config import expand, load_experiment
+    from optlab.engine import run_planned
+    from optlab.viz.weights import plot_per_tensor, quantities
+
+    spec = load_experiment(
+        {
+            "name": "p",
+            "base": {
+                "model": {"name": "final", "hidden_dim": 8, "layernorm_normalization": True},
+                "probes": {"record": ["update", "effective_lr"]},
+            },
+        }
+    )
+    store = Store(tmp_path / "p.db")
+    small = {"train.steps": 20, "train.eval_every": 10, "task.n_eval": 50, "task.n_test": 50}
+    run_planned(expand(spec, small), store)
+    rec = load_experiment_record(store, "p")
+    assert quantities(rec, "update") == [
+        "adaptive_ratio",
+        "decay_ratio",
+        "decay_share",
+        "update_ratio",
+    ]
+    # effective lr: the four Dense weights (ReLU, normalised layernorms): one row of 4 panels
+    with Image.open(
+        plot_per_tensor(rec, "effective_lr", "effective_lr", tmp_path / "e.png", "")
+    ) as im:
+        assert im.size == (4 * 8 * 80, 6 * 80)
+    # the update split covers all 8 tensors: two rows of 4
+    with Image.open(plot_per_tensor(rec, "update", "decay_share", tmp_path / "u.png", "")) as im:
+        assert im.size == (4 * 8 * 80, 2 * 6 * 80)
+    assert plot_per_tensor(rec, "moments", "m_hat_norm", tmp_path / "m.png", "") is None
+    store.close()

@@ -28,7 +28,7 @@ from optlab.viz.data import (
     load_experiment_record,
 )
 from optlab.viz.task import plot_points
-from optlab.viz.weights import plot_weight_bands
+from optlab.viz.weights import PROBE_SPLITS, plot_per_tensor, plot_weight_bands, quantities
 
 FINALS = ("test_accuracy", "test_loss", "eval_accuracy", "eval_loss")
 MIME = {".png": "image/png", ".gif": "image/gif"}
@@ -162,6 +162,13 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
                 "Weight bands: each parameter tensor's mean (line) and min–max (shaded), per condition.",
             )
         )
+    for split in PROBE_SPLITS:
+        for quantity in quantities(rec, split):
+            png = plot_per_tensor(
+                rec, split, quantity, folder / f"{split}-{quantity}.png", quantity
+            )
+            if png:
+                out.append(_figure(png, f"Probe {split}: {quantity} per tensor, mean over seeds."))
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
