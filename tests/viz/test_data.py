@@ -52,3 +52,27 @@ def test_tuned_best_keeps_the_lowest_mean_eval_loss_per_cell():
     finals = {i: {"eval_loss": v} for i, v in losses.items()}
     best = tuned_best(runs, finals, ["optimizer.lr"], ["optimizer.lr"])
     assert best == ["a, lr=0.1", "b, lr=0.01", "c, lr=0.1"]
+
+
+def test_groups_split_ablations_by_setting_and_keep_the_baseline(mini_store):
+    from dataclasses import replace
+
+    store = Store(mini_store)
+    rec = load_experiment_record(store, experiments(store)[0])
+    store.close()
+    assert rec.groups() == [rec]  # both cases set model.name: one group
+    # an ablation-style spec: a baseline and cases that each change one setting
+    runs = rec.runs.assign(case=rec.runs["case"].map({"plus_minus": "base", "centers": "wide"}))
+    ablation = replace(
+        rec,
+        runs=runs,
+        spec={"cases": {"base": {}, "wide": {"model.hidden_dim": 16}, "lr": {"optimizer.lr": 1}}},
+    )
+    groups = ablation.groups()
+    assert [g.name for g in groups] == [
+        f"{rec.name}: model.hidden_dim",
+        f"{rec.name}: optimizer.lr",
+    ]
+    assert groups[0].conditions == ["plus_minus", "centers"] and groups[1].conditions == [
+        "plus_minus"
+    ]

@@ -4,12 +4,14 @@ A *condition* is what a figure gives one colour: the case and every setting that
 across the experiment's runs except the training seed. Runs of one condition that differ
 only in ``train.seed`` are its seeds. Where the experiment tunes an axis (its spec's
 ``tune``, e.g. the learning rate), each cell keeps the value with the lowest mean final
-eval loss, and figures draw only those *shown* conditions.
+eval loss, and figures draw only those *shown* conditions. Where the cases change different
+settings (the final model's ablations: nonlinearity, weight decay, betas, ...), figures come
+in *groups*, one per setting, each with the cases that change nothing (the baseline).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -25,6 +27,7 @@ class ExperimentRecord:
     metrics: pd.DataFrame  # long form: run_id, split, name, step, value
     varying: list[str]  # config columns that vary across conditions
     shown: list[str]  # the conditions figures draw: all, or each cell's tuned best
+    spec: dict  # the experiment's spec as stored (empty if the store has none)
 
     def curves(self, split: str, name: str) -> pd.DataFrame:
         """Steps × runs of one metric, runs labelled by condition: columns (condition, run_id)."""
@@ -40,6 +43,24 @@ class ExperimentRecord:
     def conditions(self) -> list[str]:
         """The shown conditions, in the order the experiment lists them."""
         return [c for c in dict.fromkeys(self.runs["condition"]) if c in self.shown]
+
+    def groups(self) -> list[ExperimentRecord]:
+        """The record once per setting its cases change, each with the baseline cases (those
+        that change nothing), titled ``<experiment>: <setting>``; the record itself when some
+        setting is changed by every case (the ladder's model.name) or there is one setting."""
+        cases = self.spec.get("cases", {})
+        factor = {case: ", ".join(sorted(o)) for case, o in cases.items()}
+        factors = list(dict.fromkeys(f for f in factor.values() if f))
+        changed = [set(o) for o in cases.values() if o]
+        if len(factors) <= 1 or set.intersection(*changed):
+            return [self]
+        case_of = self.runs.drop_duplicates("condition").set_index("condition")["case"]
+        out = []
+        for f in factors:
+            cases = {c for c, g in factor.items() if g in ("", f)}
+            shown = [c for c in self.conditions if case_of[c] in cases]
+            out.append(replace(self, name=f"{self.name}: {f}", shown=shown))
+        return out
 
 
 def distinct(values: pd.Series) -> int:
@@ -65,10 +86,11 @@ def load_experiment_record(store: Store, experiment: str) -> ExperimentRecord:
         return ", ".join(parts + [f"{c.split('.')[-1]}={_plain(row[c])}" for c in within])
 
     runs["condition"] = runs.apply(label, axis=1)
-    tuned = [c for c in within if c in tune_keys(store.experiments().get(experiment, {}))]
+    spec = store.experiments().get(experiment, {})
+    tuned = [c for c in within if c in tune_keys(spec)]
     shown = tuned_best(runs, store.final_metrics(), tuned, within) if tuned else runs["condition"]
     metrics = store.metrics(list(runs["id"]))
-    return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)))
+    return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)), spec)
 
 
 def tune_keys(spec: dict) -> set[str]:

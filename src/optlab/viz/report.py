@@ -37,7 +37,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; m
        color: #222; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+div.wide { overflow-x: auto; }
 figure { margin: 1rem 0; }
 figure img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #555; } section { border-top: 2px solid #444; }
@@ -128,7 +129,8 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
             " ★: the tuned value each cell keeps (lowest mean final eval loss); figures show these."
         )
     note += "</p>"
-    return f"{note}<table><tr>{header}</tr>{''.join(rows)}</table>"
+    table = f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+    return f'{note}<div class="wide">{table}</div>'  # scrolls sideways, not the page
 
 
 def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
@@ -146,29 +148,8 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
                 "The task: eval points by class, centers as crosses.",
             )
         )
-    curves = plot_eval_curves(rec, folder / "curves.png")
-    if curves:
-        out.append(
-            _figure(
-                curves,
-                "Eval loss and accuracy per condition: mean over seeds, shaded from the lowest to the highest seed.",
-            )
-        )
-    bands = plot_weight_bands(rec, folder / "weights.png")
-    if bands:
-        out.append(
-            _figure(
-                bands,
-                "Weight bands: each parameter tensor's mean (line) and min–max (shaded), per condition.",
-            )
-        )
-    for split in PROBE_SPLITS:
-        for quantity in quantities(rec, split):
-            png = plot_per_tensor(
-                rec, split, quantity, folder / f"{split}-{quantity}.png", quantity
-            )
-            if png:
-                out.append(_figure(png, f"Probe {split}: {quantity} per tensor, mean over seeds."))
+    for g, group in enumerate(rec.groups()):
+        out += _group_figures(group, folder / f"group{g}")
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
@@ -179,6 +160,39 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
         gif = animate_centers(store, run_id, folder / f"centers{i}.gif", label)
         if gif:
             out.append(_figure(gif, f"Learned centers over training: {label}."))
+    return out
+
+
+def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
+    """Eval curves, weight bands and the per-tensor probe figures of one group of conditions."""
+    out = []
+    curves = plot_eval_curves(rec, folder / "curves.png")
+    if curves:
+        out.append(
+            _figure(
+                curves,
+                f"{rec.name}: eval loss and accuracy per condition, mean over seeds, "
+                "shaded from the lowest to the highest seed.",
+            )
+        )
+    bands = plot_weight_bands(rec, folder / "weights.png")
+    if bands:
+        out.append(
+            _figure(
+                bands,
+                f"{rec.name}: weight bands, each parameter tensor's mean (line) and "
+                "min–max (shaded), per condition.",
+            )
+        )
+    for split in PROBE_SPLITS:
+        for quantity in quantities(rec, split):
+            png = plot_per_tensor(
+                rec, split, quantity, folder / f"{split}-{quantity}.png", quantity
+            )
+            if png:
+                out.append(
+                    _figure(png, f"{rec.name}: {split} {quantity} per tensor, mean over seeds.")
+                )
     return out
 
 
