@@ -29,3 +29,11 @@ def test_predictions_carry_the_task_at_step_zero_only():
     assert first["task/eval_points"].shape == (2, 3, 2)  # one copy per run
     later = predictions(Observation(step=50, params={}, evaluation=ev, task=task))
     assert set(later) == {"predictions"}
+
+
+def test_predictions_take_the_labels_integer_type():
+    # 300 classes do not fit uint8: the engine stores labels as int32, predictions follow
+    ev = Evaluation(torch.zeros(1), torch.zeros(1), {}, torch.tensor([[299, 0]]))
+    task = {"eval_labels": torch.tensor([299, 1], dtype=torch.int32)}
+    out = predictions(Observation(step=0, params={}, evaluation=ev, task=task))
+    assert out["predictions"].dtype == torch.int32 and out["predictions"].tolist() == [[299, 0]]

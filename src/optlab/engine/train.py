@@ -173,12 +173,14 @@ def train_group(
 
 
 def task_arrays(env: Environment, eval_x: Tensor, eval_y: Tensor) -> dict[str, Tensor]:
-    """What pictures of predictions need from the task: eval points, labels and centers."""
+    """What pictures of predictions need from the task: eval points, labels and centers;
+    class labels as uint8 where they fit (up to 256 classes), else int32."""
+    labels = torch.uint8 if env.classes <= 256 else torch.int32
     return {
         "eval_points": eval_x,
-        "eval_labels": eval_y.to(torch.uint8),
+        "eval_labels": eval_y.to(labels),
         "centers": torch.from_numpy(env.centers),
-        "center_labels": torch.from_numpy(env.center_labels).to(torch.uint8),
+        "center_labels": torch.from_numpy(env.center_labels).to(labels),
     }
 
 

@@ -28,10 +28,12 @@ def outputs(obs: Observation) -> dict[str, Tensor]:
 
 
 def predictions(obs: Observation) -> dict[str, Tensor]:
-    """The predicted class of every eval point (R, N) as uint8, for decision-map animations;
-    at step 0 also the eval points, their labels and the task's centers, so that pictures
-    need nothing but the store."""
-    out = {"predictions": obs.evaluation.predictions.to(torch.uint8)}
+    """The predicted class of every eval point (R, N), in the eval labels' integer type (uint8
+    up to 256 classes), for decision-map animations; at step 0 also the eval points, their
+    labels and the task's centers, so that pictures need nothing but the store."""
+    labels = obs.task.get("eval_labels")
+    dtype = torch.uint8 if labels is None else labels.dtype
+    out = {"predictions": obs.evaluation.predictions.to(dtype)}
     if obs.step == 0:
         runs = out["predictions"].shape[0]
         out.update({f"task/{k}": v.expand(runs, *v.shape) for k, v in obs.task.items()})
