@@ -56,3 +56,17 @@ def test_first_adamw_step_splits_into_decay_and_adaptive():
 def test_no_update_at_step_zero():
     w = {"w": torch.ones(1, 2)}
     assert step_ratios(Observation(step=0, params=w, evaluation=NO_EVAL)) == {}
+
+
+def test_import_path_optimizer_gives_the_ratio_but_no_split():
+    # torch.optim.SGD, lr 0.1, g = (3, 4): Δθ = −0.1·g, ‖Δθ‖ = 0.5; θ = (0, 5): ratio 0.1
+    w = {"w": torch.tensor([[0.0, 5.0]])}
+    opt = StackedOptimizer([OptimizerSpec(name="torch.optim.SGD", lr=0.1)], w)
+    grads = [torch.tensor([[3.0, 4.0]])]
+    before, adaptive = split_update(opt, w, grads)
+    assert adaptive is None
+    opt.step(grads)
+    obs = Observation(step=1, params=w, evaluation=NO_EVAL, update=make_update(before, None, w))
+    out = step_ratios(obs)
+    assert set(out) == {"w/update_ratio"} and out["w/update_ratio"].item() == pytest.approx(0.1)
+    assert moments(Observation(step=1, params=w, evaluation=NO_EVAL, optimizer=opt)) == {}

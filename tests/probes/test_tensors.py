@@ -60,7 +60,8 @@ def test_distance_and_cosine_from_init():
 
 def test_effective_lr_is_lr_over_squared_norm():
     class Opt:
-        hyper = {"lr": torch.tensor([1e-2, 2e-2])}
+        def hyper_for(self, name):
+            return {"lr": torch.tensor([1e-2, 2e-2])}
 
     p = {"w": torch.tensor([[3.0, 4.0], [1.0, 0.0]]), "g": torch.ones(2, 2)}
     out = effective_lr(_obs(params=p, optimizer=Opt(), scale_invariant=("w",)))

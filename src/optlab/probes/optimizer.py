@@ -17,14 +17,14 @@ def moments(obs: Observation) -> dict[str, Tensor]:
     v̂ = v_t/(1−β2^t): the preconditioner and the momentum Adam-family rules step with.
     Rules without Adam moments (SGD, RMSprop, import paths) record nothing."""
     opt = obs.optimizer
-    hyper, state, t = getattr(opt, "hyper", {}), getattr(opt, "state", {}), getattr(opt, "t", 0)
-    if t == 0 or "beta1" not in hyper or "beta2" not in hyper:
+    if opt is None or opt.t == 0 or opt.torch_optimizer is not None:
         return {}
-    b1, b2 = hyper["beta1"], hyper["beta2"]
     out = {}
-    for name, s in state.items():
-        if "exp_avg" not in s or "exp_avg_sq" not in s:
+    for name, s in opt.state.items():
+        hyper = opt.hyper_for(name)
+        if not {"exp_avg", "exp_avg_sq"} <= set(s) or not {"beta1", "beta2"} <= set(hyper):
             continue
+        t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
         m_hat = _flat(s["exp_avg"]) / (1 - b1**t)[:, None]
         sqrt_v_hat = (_flat(s["exp_avg_sq"]) / (1 - b2**t)[:, None]).sqrt()
         out[f"{name}/sqrt_v_hat_min"] = sqrt_v_hat.amin(1)
@@ -35,22 +35,13 @@ def moments(obs: Observation) -> dict[str, Tensor]:
 
 
 def split_update(optimizer, params: Params, grads: list[Tensor]) -> tuple[Params, Params | None]:
-    """Before a step: θ_{t−1}, and the step the rule would take with weight decay off
-    (λ = 0 and, for AdamW, decay ``none``), from the same state and gradient."""
+    """Before a step: θ_{t−1}, and the adaptive part of the step, the one the rule takes with
+    weight decay off from the same state and gradient (None if the optimizer cannot say)."""
     before = {k: p.detach().clone() for k, p in params.items()}
-    rule = getattr(optimizer, "rule", None)
-    if rule is None:
+    proposal = optimizer.without_decay(grads)
+    if proposal is None:
         return before, None
-    hyper = dict(optimizer.hyper)
-    hyper["weight_decay"] = torch.zeros_like(hyper["weight_decay"])
-    if "decay" in hyper:
-        hyper["decay"] = "none"
-    adaptive = {}
-    with torch.no_grad():
-        for (name, p), g in zip(params.items(), grads, strict=True):
-            new_p, _ = rule.update(p, g, optimizer.state[name], optimizer.t + 1, **hyper)
-            adaptive[name] = new_p - p
-    return before, adaptive
+    return before, {k: proposal[k] - before[k] for k in before}
 
 
 def make_update(before: Params, adaptive: Params | None, params: Params) -> Update:

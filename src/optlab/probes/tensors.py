@@ -69,13 +69,12 @@ def effective_lr(obs: Observation) -> dict[str, Tensor]:
     """η/‖w‖² for each tensor w that feeds a scale-invariant operation (declared by the model):
     scaling w by c leaves the function unchanged and divides the gradient by c, so the step
     in w's direction scales as η/‖w‖² (van Laarhoven 2017)."""
-    lr = getattr(obs.optimizer, "hyper", {}).get("lr")
-    if lr is None:
-        return {}
-    return {
-        f"{name}/effective_lr": lr / _flat(obs.params[name]).pow(2).sum(1)
-        for name in obs.scale_invariant
-    }
+    out = {}
+    for name in obs.scale_invariant:
+        lr = obs.optimizer.hyper_for(name).get("lr")
+        if lr is not None:
+            out[f"{name}/effective_lr"] = lr / _flat(obs.params[name]).pow(2).sum(1)
+    return out
 
 
 def snapshots(obs: Observation) -> dict[str, Tensor]:
