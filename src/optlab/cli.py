@@ -30,6 +30,7 @@ from optlab.store import DEFAULT_STORE, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True)  # progress, when stdout carries JSON
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
@@ -103,19 +104,21 @@ def check_workers(workers: int | None) -> None:
 
 
 def train(
-    specs: list[ExperimentSpec], planned: list[PlannedRun], db: Store, workers: int | None
+    specs: list[ExperimentSpec],
+    planned: list[PlannedRun],
+    db: Store,
+    workers: int | None,
+    out: Console = console,
 ) -> None:
-    """Train what the store lacks of ``planned``, with a progress bar."""
+    """Train what the store lacks of ``planned``, with a progress bar on ``out``."""
     from optlab.engine import pending, run_planned
     from optlab.engine.sweep import default_workers
 
     todo = pending(planned, db)
     total = sum(s.train.steps for s in todo)
-    console.print(
-        f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}"
-    )
+    out.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=out, transient=True) as bar:
         task = bar.add_task("train", total=total)
         run_planned(
             planned,
@@ -297,6 +300,77 @@ def export_tensorboard(
 
     runs = export(store, out)
     typer.echo(f"tensorboard: {len(runs)} runs in {out.resolve()}")
+
+
+@app.command()
+def reproduce(
+    suite: Annotated[str, typer.Argument(help="catalog suite or experiment")] = "paper",
+    seeds: SeedsOpt = None,
+    profile: ProfileOpt = "paper",
+    workers: WorkersOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Train what is missing, then print each cell over seeds and a verdict per claim."""
+    from optlab.analysis import convergence
+    from optlab.analysis.cells import cells
+    from optlab.analysis.claims import ALPHA, judge
+
+    check_workers(workers)
+    specs, planned = plan(suite, None, profile, seeds)
+    db = Store(store)
+    train(specs, planned, db, workers, err_console if as_json else console)
+    convergence.record(db, sorted({p.run_id for p in planned}))
+    tables = {spec.name: cells(db, spec.name) for spec in specs}
+    verdicts, tests = judge(db, experiments={spec.name for spec in specs})
+    db.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "cells": {k: t.to_dict("records") for k, t in tables.items()},
+                    "verdicts": [
+                        {"id": v.id, "paper": v.paper, "optlab": v.value, "verdict": v.verdict}
+                        for v in verdicts
+                    ],
+                    "tests": tests,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return
+    for name, table in tables.items():
+        print_cells(name, table)
+    if not verdicts:
+        return
+    out = Table("claim", "source", "paper", "optlab (mean [95% CI], n seeds)", "verdict")
+    for v in verdicts:
+        out.add_row(v.text, v.source, v.paper, v.value, v.verdict)
+    console.print(out)
+    console.print(
+        f"profile {profile}; intervals: 95% percentile bootstrap over seeds; "
+        f"tests: Welch (means) and least-squares slope, Holm-corrected over {tests} tests "
+        f"at α = {ALPHA}."
+    )
+
+
+def print_cells(experiment: str, table) -> None:
+    if table.empty:
+        return
+    tuned = [c for c in table.columns if c.startswith(("optimizer.", "model.", "train."))]
+    out = Table("case", *tuned, "seeds", "diverged", "test accuracy [95% CI]", "test loss")
+    for r in table.to_dict("records"):
+        out.add_row(
+            r["case"],
+            *(str(r[c]) for c in tuned),
+            str(r["seeds"]),
+            str(r["diverged"]),
+            f"{r['test_accuracy']:.4f} [{r['test_accuracy_lo']:.4f}, {r['test_accuracy_hi']:.4f}]",
+            f"{r['test_loss']:.4f}",
+        )
+    console.print(f"[bold]{experiment}[/bold]" + (f" (tuned: {', '.join(tuned)})" if tuned else ""))
+    console.print(out)
 
 
 @app.command()

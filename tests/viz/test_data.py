@@ -33,25 +33,27 @@ def test_grid_axes_label_conditions(tmp_path):
     assert rec.conditions == ["lr=0.001", "lr=0.01"]
 
 
-def test_tuned_best_keeps_the_lowest_mean_eval_loss_per_cell():
-    import pandas as pd
+def test_tuned_experiments_show_the_conditions_the_analysis_keeps(tmp_path):
+    from optlab.analysis.cells import tuned_runs
+    from optlab.config import expand, load_experiment
+    from optlab.engine import run_planned
 
-    from optlab.viz.data import tuned_best
-
-    # case a: lr 0.1 has mean eval loss (0.5 + 0.3)/2 = 0.4 < lr 0.01's 0.45 → keep lr=0.1;
-    # case b: lr 0.01 (0.2) beats lr 0.1 (0.9); case c never finished → its first condition.
-    runs = pd.DataFrame(
+    spec = load_experiment(
         {
-            "id": list("pqrstuvw"),
-            "case": ["a", "a", "a", "a", "b", "b", "c", "c"],
-            "optimizer.lr": [0.1, 0.1, 0.01, 0.01, 0.1, 0.01, 0.1, 0.01],
+            "name": "t",
+            "base": {"model": {"name": "plus_minus"}},
+            "cases": {"a": {"optimizer.decay": "l2"}, "b": {"optimizer.decay": "l1"}},
+            "tune": {"optimizer.lr": [1e-12, 1e-2]},
         }
     )
-    runs["condition"] = runs["case"] + ", lr=" + runs["optimizer.lr"].astype(str)
-    losses = dict(zip("pqrstu", [0.5, 0.3, 0.45, 0.45, 0.9, 0.2], strict=True))
-    finals = {i: {"eval_loss": v} for i, v in losses.items()}
-    best = tuned_best(runs, finals, ["optimizer.lr"], ["optimizer.lr"])
-    assert best == ["a, lr=0.1", "b, lr=0.01", "c, lr=0.1"]
+    store = Store(tmp_path / "t.db")
+    planned = expand(spec, {"train.steps": 40, "train.eval_every": 20, "task.n_eval": 100})
+    run_planned(planned, store, experiments=[spec])
+    rec = load_experiment_record(store, "t")
+    assert len(rec.runs) == 4 and len(rec.shown) == 2  # one tuned lr per case
+    kept = tuned_runs(store, "t")
+    assert set(rec.runs.loc[rec.runs["id"].isin(kept["id"]), "condition"]) == set(rec.shown)
+    store.close()
 
 
 def test_groups_split_ablations_by_setting_and_keep_the_baseline(mini_store):

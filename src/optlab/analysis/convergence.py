@@ -7,7 +7,8 @@
    against the noise (the spread of the points around that line). A tensor has settled
    when its drift is within twice its noise, or negligible against its size (1e-3 of
    its largest magnitude). It settled at the first step after which the mean stays
-   within the band the last fifth spans.
+   within the last fifth's band: its mean ± the larger of half its range and four
+   times its noise, widened where needed to hold every point of the last fifth.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from optlab.analysis.stats import linear_fit
+from optlab.store import Store
 
 TAIL = 0.2  # the last fifth of training
 NOISE_MULTIPLE = 2.0
 NEGLIGIBLE = 1e-3
+BAND_NOISE_MULTIPLE = 4.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,52 @@ def settling(steps: np.ndarray, values: np.ndarray) -> Settling:
     settled = drift <= NOISE_MULTIPLE * noise or drift <= NEGLIGIBLE * scale
     if not settled:
         return Settling(False, drift, noise, None)
-    inside = (values >= v.min()) & (values <= v.max())
+    half = max((v.max() - v.min()) / 2, BAND_NOISE_MULTIPLE * noise)
+    lo, hi = min(v.min(), v.mean() - half), max(v.max(), v.mean() + half)
+    inside = (values >= lo) & (values <= hi)
     outside = np.flatnonzero(~inside)
     first = 0 if len(outside) == 0 else outside[-1] + 1
     return Settling(True, drift, noise, int(steps[first]))
+
+
+def run_rows(run_id: str, metrics: pd.DataFrame) -> list[tuple[str, str, str, int, float]]:
+    """A run's convergence figures as store rows (split ``convergence``, at its last step):
+    ``loss_gap`` and ``loss_relative_gap`` of the eval loss; per tensor ``<name>/settled``
+    (0 or 1) and ``<name>/settle_step``; and ``settled_share`` over its tensors."""
+    rows = []
+    loss = metrics[(metrics["split"] == "eval") & (metrics["name"] == "loss")]
+    if len(loss) < 3:
+        return rows
+    last = int(loss["step"].max())
+    gap, relative = loss_gap(loss["step"].to_numpy(), loss["value"].to_numpy())
+    rows += [(run_id, "convergence", "loss_gap", last, gap)]
+    rows += [(run_id, "convergence", "loss_relative_gap", last, relative)]
+    means = metrics[(metrics["split"] == "params") & metrics["name"].str.endswith("/mean")]
+    settled = []
+    for name, series in means.groupby("name"):
+        if len(series) < 3:
+            continue
+        s = settling(series["step"].to_numpy(), series["value"].to_numpy())
+        tensor = name.removesuffix("/mean")
+        settled.append(s.settled)
+        rows.append((run_id, "convergence", f"{tensor}/settled", last, float(s.settled)))
+        if s.settle_step is not None:
+            rows.append((run_id, "convergence", f"{tensor}/settle_step", last, s.settle_step))
+    if settled:
+        rows.append((run_id, "convergence", "settled_share", last, float(np.mean(settled))))
+    return rows
+
+
+def record(store: Store, run_ids: list[str]) -> None:
+    """Write the convergence figures of finished runs that do not have them yet."""
+    if not run_ids:
+        return
+    metrics = store.metrics(run_ids)
+    have = set(metrics.loc[metrics["split"] == "convergence", "run_id"])
+    rows = [
+        row
+        for run_id, m in metrics.groupby("run_id")
+        if run_id not in have
+        for row in run_rows(run_id, m)
+    ]
+    store.log(rows)

@@ -3,8 +3,9 @@
 A *condition* is what a figure gives one colour: the case and every setting that varies
 across the experiment's runs except the training seed. Runs of one condition that differ
 only in ``train.seed`` are its seeds. Where the experiment tunes an axis (its spec's
-``tune``, e.g. the learning rate), each cell keeps the value with the lowest mean final
-eval loss, and figures draw only those *shown* conditions. Where the cases change different
+``tune``, e.g. the learning rate), each cell keeps the value the analysis keeps
+(``optlab.analysis.cells.tuned_runs``: lowest mean final eval loss), and figures draw only
+those *shown* conditions. Where the cases change different
 settings (the final model's ablations: nonlinearity, weight decay, betas, ...), figures come
 in *groups*, one per setting, each with the cases that change nothing (the baseline).
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from optlab.analysis.cells import axes, tuned_runs
 from optlab.store import Store
 
 SEED = "train.seed"
@@ -87,32 +89,11 @@ def load_experiment_record(store: Store, experiment: str) -> ExperimentRecord:
 
     runs["condition"] = runs.apply(label, axis=1)
     spec = store.experiments().get(experiment, {})
-    tuned = [c for c in within if c in tune_keys(spec)]
-    shown = tuned_best(runs, store.final_metrics(), tuned, within) if tuned else runs["condition"]
+    shown = runs["condition"]
+    if axes(spec)[1]:
+        shown = shown[runs["id"].isin(set(tuned_runs(store, experiment)["id"]))]
     metrics = store.metrics(list(runs["id"]))
     return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)), spec)
-
-
-def tune_keys(spec: dict) -> set[str]:
-    """The settings an experiment spec tunes, in its base or any profile."""
-    keys = set(spec.get("tune", {}))
-    for profile in spec.get("profiles", {}).values():
-        keys |= set(profile.get("tune", {}))
-    return keys
-
-
-def tuned_best(runs: pd.DataFrame, finals: dict, tuned: list[str], within: list[str]) -> list:
-    """Per cell (case and untuned grid values), the condition with the lowest mean final eval
-    loss over its seeds; a cell with no finished run keeps its first condition."""
-    loss = runs["id"].map(lambda i: finals.get(i, {}).get("eval_loss", float("nan")))
-    by_condition = loss.groupby(runs["condition"], sort=False).mean()
-    cell_keys = ["case", *(c for c in within if c not in tuned)]
-    cells = runs.assign(_cell=runs[cell_keys].astype(str).agg("|".join, axis=1))
-    best = []
-    for _, cell in cells.groupby("_cell", sort=False):
-        scores = by_condition[list(dict.fromkeys(cell["condition"]))]
-        best.append(scores.idxmin() if scores.notna().any() else scores.index[0])
-    return best
 
 
 def experiments(store: Store) -> list[str]:
