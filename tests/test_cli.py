@@ -56,7 +56,8 @@ def test_run_then_show_json(tmp_path):
 
 
 def test_list_and_task_plot(tmp_path):
-    assert "ladder" in runner.invoke(app, ["list"]).output
+    listing = runner.invoke(app, ["list"]).output
+    assert "ladder" in listing and "probes (probes.record): params, outputs, scalars" in listing
     png = tmp_path / "env.png"
     result = runner.invoke(app, ["task", "--set", "train.steps=10", "--plot", str(png)])
     assert result.exit_code == 0 and png.stat().st_size > 10_000

@@ -66,10 +66,11 @@ def plan(
 
 @app.command("list")
 def list_() -> None:
-    """The catalog's experiments, and the models, optimizers and decay rules a spec can name."""
+    """The catalog's experiments, and the models, optimizers, decay rules and probes a spec can name."""
     from optlab.models import MODELS
     from optlab.optim import OPTIMIZERS
     from optlab.optim.decay import DECAYS
+    from optlab.probes import PROBES
 
     table = Table("experiment", "description")
     for name, text in catalog.describe().items():
@@ -78,6 +79,7 @@ def list_() -> None:
     console.print(f"models: {', '.join(MODELS)}")
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
     console.print(f"decay rules (adamw): {', '.join(DECAYS)}")
+    console.print(f"probes (probes.record): {', '.join(PROBES)}")
 
 
 @app.command()
