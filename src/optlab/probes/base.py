@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from optlab.engine.optimizer import StackedOptimizer
 
 Params = dict[str, Tensor]
 
@@ -47,7 +51,7 @@ class Observation:
     evaluation: Evaluation
     init: Params | None = None  # θ_0, kept when a probe needs it
     update: Update | None = None  # None at step 0
-    optimizer: object | None = None  # the engine's StackedOptimizer
+    optimizer: StackedOptimizer | None = None
     scale_invariant: tuple[str, ...] = ()  # tensors the model declares scale-invariant
     task: dict[str, Tensor] = field(default_factory=dict)  # eval points, labels, centers
 
