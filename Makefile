@@ -6,6 +6,8 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STORE ?= results/optlab.db
+REPORT ?= results/report.html
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test lint bench clean
 
@@ -21,8 +23,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/optlab run ladder --profile quick --store $(STORE)
 	@echo "results: $(STORE)  (optlab show --store $(STORE); python -c 'import optlab; optlab.load(\"$(STORE)\")')"
+	$(BIN)/optlab report --store $(STORE) --out $(REPORT)
 
-test: $(VENV)/.installed
+# The report's browser test opens it in Debian's Chromium (installed here if missing).
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed

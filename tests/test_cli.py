@@ -26,6 +26,9 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
         (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
         (["run", "ladder", "--profile", "huge"], "--profile: 'huge'"),
+        (["run", "ladder", "--set", 'probes.record=["nope"]'], "unknown probe; valid: params"),
+        (["report"], "--store"),
+        (["export", "tensorboard"], "--store"),
         (["run", "ladder", "--workers", "0"], "--workers: 0"),
         (["reproduce", "nope"], "catalog: final, ladder"),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
@@ -53,10 +56,31 @@ def test_run_then_show_json(tmp_path):
 
 
 def test_list_and_task_plot(tmp_path):
-    assert "ladder" in runner.invoke(app, ["list"]).output
+    listing = runner.invoke(app, ["list"]).output
+    assert "ladder" in listing and "probes (probes.record): params, outputs, scalars" in listing
     png = tmp_path / "env.png"
     result = runner.invoke(app, ["task", "--set", "train.steps=10", "--plot", str(png)])
     assert result.exit_code == 0 and png.stat().st_size > 10_000
+
+
+def test_report_and_export_of_a_small_experiment(tmp_path):
+    spec = tmp_path / "small.toml"
+    spec.write_text(
+        'name = "small"\n[base.model]\nname = "plus_minus"\n'
+        "[base.train]\nsteps = 20\neval_every = 10\n[base.task]\nn_eval = 50\nn_test = 50\n"
+    )
+    store = str(tmp_path / "s.db")
+    assert runner.invoke(app, ["run", str(spec), "--store", store]).exit_code == 0
+    bad = runner.invoke(app, ["report", "--store", store, "--out", str(tmp_path / "r.txt")])
+    assert bad.exit_code == 2 and "--out" in bad.output and not (tmp_path / "r.txt").exists()
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", "--store", store, "--out", str(out)])
+    assert result.exit_code == 0 and result.output.strip() == f"report: {out.resolve()}"
+    assert "<h2>small</h2>" in out.read_text()
+    logs = tmp_path / "tb"
+    result = runner.invoke(app, ["export", "tensorboard", "--store", store, "--out", str(logs)])
+    assert result.exit_code == 0 and "1 runs" in result.output
+    assert len(list(logs.glob("small/base/*/events.out.tfevents.*"))) == 1
 
 
 def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experiments(tmp_path):

@@ -73,6 +73,12 @@ def test_import_path_optimizer_is_accepted():
     assert runs[0].spec.optimizer.name == "torch.optim.Adagrad"
 
 
+def test_probes_default_and_unknown_probe_is_one_line():
+    assert RunSpec().probes.record == ("params", "outputs", "scalars")
+    with pytest.raises(SpecError, match=r"probes.record.*unknown probe; valid: params"):
+        expand(load_experiment({"name": "e"}), {"probes.record": ["params", "nope"]})
+
+
 def test_tune_axes_expand_like_a_grid_and_profiles_override_per_case():
     spec = load_experiment("final")
     runs = expand(spec, profile="quick", seeds=[1, 2])

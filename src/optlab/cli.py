@@ -1,4 +1,4 @@
-"""The ``optlab`` command: list, run, show, task.
+"""The ``optlab`` command: list, run, show, task, report, export, bench.
 
 Every command validates its whole input before it touches the store: bad input gets
 one line (the field, the value, what is allowed), exit code 2, and nothing written.
@@ -66,10 +66,11 @@ def plan(
 
 @app.command("list")
 def list_() -> None:
-    """The catalog's experiments, and the models, optimizers and decay rules a spec can name."""
+    """The catalog's experiments, and the models, optimizers, decay rules and probes a spec can name."""
     from optlab.models import MODELS
     from optlab.optim import OPTIMIZERS
     from optlab.optim.decay import DECAYS
+    from optlab.probes import PROBES
 
     table = Table("experiment", "description")
     for name, text in catalog.describe().items():
@@ -78,6 +79,7 @@ def list_() -> None:
     console.print(f"models: {', '.join(MODELS)}")
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
     console.print(f"decay rules (adamw): {', '.join(DECAYS)}")
+    console.print(f"probes (probes.record): {', '.join(PROBES)}")
 
 
 @app.command()
@@ -255,6 +257,51 @@ def task(
         from optlab.viz.task import plot_environment
 
         print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
+
+
+@app.command()
+def report(
+    store: StoreOpt = DEFAULT_STORE,
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write")] = Path(
+        "results/report.html"
+    ),
+) -> None:
+    """One self-contained HTML report of the store: per experiment its settings, final metrics
+    (mean ± 95% interval over seeds) and figures; prints the report's path."""
+    if not store.exists():
+        fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
+    if out.suffix.lower() not in (".html", ".htm"):
+        fail(f"--out: {str(out)!r} is not allowed: the report is an .html file")
+    from optlab.viz.report import write_report
+
+    typer.echo(f"report: {write_report(store, out).resolve()}")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Write the store in other tools' formats.")
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tensorboard")
+def export_tensorboard(
+    store: StoreOpt = DEFAULT_STORE,
+    out: Annotated[Path, typer.Option("--out", help="TensorBoard log directory")] = Path(
+        "results/tensorboard"
+    ),
+) -> None:
+    """Every run's metrics as scalars and its snapshots as histograms, one event directory
+    per run (view with `tensorboard --logdir OUT`)."""
+    if not store.exists():
+        fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        fail(
+            "export tensorboard: the tensorboard package is missing; pip install 'optlab[tensorboard]'"
+        )
+    from optlab.viz.tensorboard import export_tensorboard as export
+
+    runs = export(store, out)
+    typer.echo(f"tensorboard: {len(runs)} runs in {out.resolve()}")
 
 
 @app.command()

@@ -124,6 +124,26 @@ class TrainSpec(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class ProbeSpec(_Strict):
+    """What is recorded beside loss and accuracy, at the eval cadence (see ``optlab.probes``).
+
+    ``record`` names probes; the default set is cheap enough for every run. Probes that
+    write arrays (snapshots, predictions) run every ``array_every``-th eval step.
+    """
+
+    record: tuple[str, ...] = ("params", "outputs", "scalars")
+    array_every: int = Field(1, ge=1, description="heavy probes: every n-th eval step")
+
+    @field_validator("record")
+    @classmethod
+    def _known_probes(cls, record: tuple[str, ...]) -> tuple[str, ...]:
+        from optlab.probes import PROBES
+
+        for name in record:
+            _one_of(name, PROBES, "probe")
+        return tuple(dict.fromkeys(record))
+
+
 class RunSpec(_Strict):
     """One fully resolved run. Its hash (without the device) is the run id."""
 
@@ -131,6 +151,7 @@ class RunSpec(_Strict):
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     train: TrainSpec = TrainSpec()
+    probes: ProbeSpec = ProbeSpec()
 
     @property
     def run_id(self) -> str:

@@ -39,3 +39,17 @@ def test_run_rows_name_each_tensor_and_the_share():
     out = {name: value for _, _, name, _, value in run_rows("r", m)}
     assert out["a/settled"] == 1.0 and out["b/settled"] == 0.0 and out["settled_share"] == 0.5
     assert out["loss_gap"] == 0.0 and "b/settle_step" not in out
+
+
+def test_a_negligible_drift_settles_inside_the_steps():
+    # a steady drift of 4e-9 on 0.0194 (below 1e-3 of its size: settled); the last fifth is
+    # three points on a line, its ends on the band's edges: the settle step is a real step
+    # (a band around the mean put the last point a rounding error outside, past the end)
+    steps = np.arange(0.0, 50.0, 10.0)
+    values = np.array(
+        [0.01941820979118347, 0.01941816322505474, 0.019418122246861458,
+         0.019418086856603622, 0.01941804215312004]
+    )  # fmt: skip
+    s = settling(steps, values)
+    assert s.settled and s.settle_step in set(steps.astype(int).tolist())
+    assert s.settle_step == 20  # from the tail's first point on

@@ -21,6 +21,10 @@ def _curves(store, run_id):
     return m.set_index(["split", "name", "step"])["value"]
 
 
+def _tensors(curves):
+    return {name.split("/")[0] for name in curves.loc["params"].index.get_level_values("name")}
+
+
 @pytest.mark.parametrize("model", ["plus_minus", "final"])
 def test_stacked_group_equals_runs_one_at_a_time(tmp_path, model):
     planned = _plan(
@@ -34,8 +38,10 @@ def test_stacked_group_equals_runs_one_at_a_time(tmp_path, model):
         run_planned([p], alone)
     for p in planned:
         a, b = _curves(stacked, p.run_id), _curves(alone, p.run_id)
-        assert len(a) == 60 + 2 * 4 + 2  # train loss per step, eval at 0/20/40/60, test
-        assert ((a - b).abs() <= 1e-5 * b.abs() + 1e-6).all()
+        core = a.loc[["train", "eval", "test"]]
+        assert len(core) == 60 + 2 * 4 + 2  # train loss per step, eval at 0/20/40/60, test
+        assert len(a) == len(b) and len(a.loc["params"]) == 4 * 6 * len(_tensors(a))
+        assert ((a - b).abs() <= 1e-5 * b.abs() + 1e-6).all()  # probes included
 
 
 def test_divergence_is_recorded_and_the_group_goes_on(tmp_path):
@@ -67,9 +73,13 @@ def test_interrupted_run_is_trained_again_and_done_runs_are_not(tmp_path):
         run_planned(planned, store, on_steps=interrupt)
     rid = planned[0].run_id
     assert store.statuses([rid]) == {rid: "running"}
-    assert 0 < len(store.metrics([rid])) < 70  # a partial record, not marked done
+    # 60 train losses, eval loss/accuracy at 4 steps, test loss/accuracy, and at each of the 4
+    # recorded steps the default probes: 4 tensors × 6 stats, 4 outputs, 4 scalars (offset,
+    # scale, plus_minus/0, plus_minus/1)
+    rows = 60 + 2 * 4 + 2 + 4 * (4 * 6 + 4 + 4)
+    assert 0 < len(store.metrics([rid])) < rows  # a partial record, not marked done
     assert len(run_planned(planned, store)) == 1
-    assert store.statuses([rid]) == {rid: "complete"} and len(store.metrics([rid])) == 70
+    assert store.statuses([rid]) == {rid: "complete"} and len(store.metrics([rid])) == rows
     assert run_planned(planned, store) == []  # complete: never trained again
 
 

@@ -43,3 +43,25 @@ def test_normal_init_std():
     p = model.init(torch.Generator().manual_seed(0))
     assert abs(p["dense2.w1"].std().item() - 1024**-0.5) < 0.01 * 1024**-0.5  # N(0, in^-½)
     assert abs(p["dense1.w2"].std().item() - 1024**-0.5) < 0.01 * 1024**-0.5  # N(0, hid^-½)
+
+
+@pytest.mark.parametrize("nonlinearity", ["relu", "gelu"])
+def test_declared_scale_invariant_weights_are(nonlinearity):
+    """Scaling a declared weight by c = 3 leaves the logits unchanged up to the layernorm's
+    ε = 1e-6 (differences ≈ 2e-4 here); scaling an undeclared one (a w1 under GELU, which is
+    not homogeneous) moves them by more than 0.1."""
+    spec = ModelSpec(
+        name="final", hidden_dim=16, nonlinearity=nonlinearity, layernorm_normalization=True
+    )
+    model = build_model(spec, ENV)
+    params = {k: v[None] for k, v in model.init(torch.Generator().manual_seed(0)).items()}
+    x = torch.from_numpy(ENV.points["eval"][:50])[None]
+    logits = model.forward(params, x)
+    expected = ("dense1.w1", "dense2.w1") if nonlinearity == "relu" else ()
+    assert model.scale_invariant == (*expected, "dense1.w2", "dense2.w2")
+    for name in ("dense1.w1", "dense2.w1", "dense1.w2", "dense2.w2"):
+        scaled = model.forward({**params, name: 3 * params[name]}, x)
+        change = (scaled - logits).abs().max().item()
+        assert (change < 1e-3) if name in model.scale_invariant else (change > 0.1), name
+    plain = build_model(ModelSpec(name="final", hidden_dim=16), ENV)
+    assert plain.scale_invariant == ()

@@ -43,6 +43,26 @@ class StackedOptimizer:
             new_p, self.state[name] = self.rule.update(p, g, self.state[name], self.t, **self.hyper)
             p.copy_(new_p)
 
+    def hyper_for(self, name: str) -> dict:
+        """The hyperparameters the rule applies to tensor ``name`` (numbers as (R,) tensors);
+        empty for an optimizer named by import path. Probes read η, β1, β2 here."""
+        return self.hyper if self.torch_optimizer is None else {}
+
+    @torch.no_grad()
+    def without_decay(self, grads: Sequence[Tensor]) -> dict[str, Tensor] | None:
+        """The parameters the next step would give with weight decay switched off (λ = 0 and,
+        for AdamW, decay ``none``), from the current state, changing nothing; None for an
+        optimizer named by import path. The ``update`` probe splits each step with it."""
+        if self.torch_optimizer is not None:
+            return None
+        hyper = {**self.hyper, "weight_decay": torch.zeros_like(self.hyper["weight_decay"])}
+        if "decay" in hyper:
+            hyper["decay"] = "none"
+        return {
+            name: self.rule.update(p, g, self.state[name], self.t + 1, **hyper)[0]
+            for (name, p), g in zip(self.params.items(), grads, strict=True)
+        }
+
 
 def _stack_hyper(hypers: list[dict], params: dict[str, Tensor]) -> dict:
     """Numbers become (R,) tensors; flags (str, bool) must agree across the group."""

@@ -22,6 +22,9 @@ from optlab.config import RunSpec
 from optlab.engine.data import Batches
 from optlab.engine.optimizer import StackedOptimizer
 from optlab.models import Model, Params, build_model
+from optlab.probes import Evaluation
+from optlab.probes.outputs import OUTPUTS, output_sums
+from optlab.probes.recorder import Recorder
 from optlab.stacking import stack_runs
 from optlab.store import Store
 from optlab.tasks.voronoi import Environment, make_environment
@@ -58,18 +61,37 @@ def run_losses(logits: Tensor, y: Tensor, runs: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: Model, params: Params, x: Tensor, y: Tensor, runs: int
-) -> tuple[Tensor, Tensor]:
-    """Loss and accuracy of each run on (x, y), in chunks, without autograd: two (R,) tensors."""
+    model: Model,
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    runs: int,
+    keep_predictions: bool = False,
+) -> Evaluation:
+    """Loss, accuracy and output statistics of each run on (x, y), in chunks, without autograd."""
     chunk = max(256, EVAL_POINTS_PER_CHUNK // runs)
+    counts = torch.bincount(y, minlength=model.classes)
+    majority, minority = int(counts.argmax()), int(counts.argmin())
     loss_sum = x.new_zeros(runs)
     correct = x.new_zeros(runs)
+    sums = x.new_zeros(runs, len(OUTPUTS))
+    predictions = []
     for lo in range(0, len(x), chunk):
         xb, yb = x[None, lo : lo + chunk], y[None, lo : lo + chunk]
-        logits = model.forward(params, xb)
+        logits = model.forward(params, xb).expand(runs, -1, -1)
         loss_sum += run_losses(logits, yb, runs) * xb.shape[1]
-        correct += (logits.argmax(-1) == yb).expand(runs, -1).sum(1)
-    return loss_sum / len(x), correct / len(x)
+        predicted = logits.argmax(-1)
+        correct += (predicted == yb).sum(1)
+        sums += output_sums(logits, majority, minority)
+        if keep_predictions:
+            predictions.append(predicted)
+    n = len(x)
+    return Evaluation(
+        loss=loss_sum / n,
+        accuracy=correct / n,
+        outputs=dict(zip(OUTPUTS, (sums / n).T, strict=True)),
+        predictions=torch.cat(predictions, 1) if keep_predictions else None,
+    )
 
 
 def train_group(
@@ -91,23 +113,45 @@ def train_group(
     )
     eval_x, eval_y = env.tensors("eval", device)
     steps, every = spec.train.steps, spec.train.eval_every
+    recorder = Recorder(
+        spec.probes,
+        run_ids,
+        params,
+        optimizer,
+        every,
+        scale_invariant=getattr(model, "scale_invariant", ()),
+        task=task_arrays(env, eval_x, eval_y),
+    )
+
+    def observe(step: int, final: bool = False) -> tuple[list, list]:
+        """Eval loss and accuracy plus every probe's rows at ``step``."""
+        keep = recorder.wants_predictions and recorder.arrays_due(step, final)
+        ev = evaluate(model, params, eval_x, eval_y, runs, keep_predictions=keep)
+        rows, arrays = recorder.record(step, params, ev, final)
+        return _eval_rows(run_ids, step, ev.loss, ev.accuracy, "eval") + rows, arrays
 
     store.start(run_ids, str(device))
     started = time.perf_counter()
     train_loss = torch.zeros(every, runs, device=device)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
-    rows = _eval_rows(run_ids, 0, *evaluate(model, params, eval_x, eval_y, runs), "eval")
-    store.log(rows)
+    rows, arrays = observe(0)
+    store.log(rows, arrays)
     last_flush = 0
     for t in range(steps):
         x, y = batches(t)
         loss = run_losses(model.forward(params, x), y, runs)
+        recorded = (t + 1) % every == 0 or t + 1 == steps
         if params:
-            optimizer.step(torch.autograd.grad(loss.sum(), list(params.values())))
+            grads = torch.autograd.grad(loss.sum(), list(params.values()))
+            if recorded and recorder.wants_update:
+                recorder.before_step(params, grads)
+            optimizer.step(grads)
+            if recorded and recorder.wants_update:
+                recorder.after_step(params)
         loss = loss.detach()
         train_loss[t - last_flush] = loss
         diverged_at = torch.where(~torch.isfinite(loss) & (diverged_at < 0), t + 1, diverged_at)
-        if (t + 1) % every and t + 1 < steps:
+        if not recorded:
             continue
         rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
         on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
@@ -115,17 +159,29 @@ def train_group(
         if t + 1 == steps or bool((diverged_at >= 0).all()):
             on_steps(runs * (steps - last_flush))
             break
-        rows += _eval_rows(run_ids, t + 1, *evaluate(model, params, eval_x, eval_y, runs), "eval")
-        store.log(rows)
+        eval_rows, arrays = observe(t + 1)
+        store.log(rows + eval_rows, arrays)
     seconds = time.perf_counter() - started
     test_x, test_y = env.tensors("test", device)
     test = evaluate(model, params, test_x, test_y, runs)
-    rows += _eval_rows(run_ids, last_flush, *evaluate(model, params, eval_x, eval_y, runs), "eval")
-    rows += _eval_rows(run_ids, last_flush, *test, "test")
+    eval_rows, arrays = observe(last_flush, final=True)
+    rows += eval_rows + _eval_rows(run_ids, last_flush, test.loss, test.accuracy, "test")
     diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()]
-    store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows)
-    loss, acc = (v.tolist() for v in test)
+    store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows, arrays)
+    loss, acc = (v.tolist() for v in (test.loss, test.accuracy))
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
+
+
+def task_arrays(env: Environment, eval_x: Tensor, eval_y: Tensor) -> dict[str, Tensor]:
+    """What pictures of predictions need from the task: eval points, labels and centers;
+    class labels as uint8 where they fit (up to 256 classes), else int32."""
+    labels = torch.uint8 if env.classes <= 256 else torch.int32
+    return {
+        "eval_points": eval_x,
+        "eval_labels": eval_y.to(labels),
+        "centers": torch.from_numpy(env.centers),
+        "center_labels": torch.from_numpy(env.center_labels).to(labels),
+    }
 
 
 def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:

@@ -18,6 +18,8 @@ Params = dict[str, Tensor]
 
 
 class Model(Protocol):
+    classes: int  # C, the number of logits
+
     def init(self, generator: torch.Generator) -> Params:
         """One run's parameters, drawn from ``generator``, without the run axis."""
         ...

@@ -39,6 +39,16 @@ class Final:
     def to(self, device: torch.device) -> Final:
         return self
 
+    @property
+    def scale_invariant(self) -> tuple[str, ...]:
+        """Weights whose scale the next normalised layernorm divides out (only with
+        ``layernorm_normalization``): each Dense's output weight, and its input weight too
+        when the nonlinearity is ReLU (positively homogeneous), so ReLU(cx) = c·ReLU(x)."""
+        if not self.normalize:
+            return ()
+        w1 = ("dense1.w1", "dense2.w1") if self.act is F.relu else ()
+        return (*w1, "dense1.w2", "dense2.w2")
+
     def _linear(self, fan_in: int, fan_out: int, g: torch.Generator) -> Tensor:
         if (
             self.init_kind == "normal"

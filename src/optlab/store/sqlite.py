@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS arrays (
 """
 
 MetricRow = tuple[str, str, str, int, float]  # run_id, split, name, step, value
+ArrayRow = tuple[str, str, int, np.ndarray]  # run_id, name, step, array
 
 
 def versions() -> dict[str, str]:
@@ -138,29 +139,23 @@ class Store:
             ]
         )
 
-    def log(
-        self, rows: list[MetricRow], arrays: Sequence[tuple[str, str, int, np.ndarray]] = ()
-    ) -> None:
+    def log(self, rows: list[MetricRow], arrays: Sequence[ArrayRow] = ()) -> None:
         """Append metric rows (and arrays) of running runs."""
-        self._tx(
-            [
-                ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
-                (
-                    "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
-                    [(r, n, s, _encode(a)) for r, n, s, a in arrays],
-                ),
-            ]
-        )
+        self._tx(_inserts(rows, arrays))
 
     def finish(
-        self, results: Sequence[tuple[str, int | None, float]], rows: list[MetricRow]
+        self,
+        results: Sequence[tuple[str, int | None, float]],
+        rows: list[MetricRow],
+        arrays: Sequence[ArrayRow] = (),
     ) -> None:
-        """Write final metrics and mark each (run_id, diverged_step, seconds) done, atomically."""
+        """Write final metrics (and arrays) and mark each (run_id, diverged_step, seconds) done,
+        atomically."""
         now = time.time()
         updates = [("complete" if d is None else "diverged", d, now, s, i) for i, d, s in results]
         self._tx(
             [
-                ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+                *_inserts(rows, arrays),
                 (
                     "UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ? "
                     "WHERE id = ?",
@@ -234,8 +229,25 @@ class Store:
         ).fetchall()
         return {step: np.load(io.BytesIO(data)) for step, data in rows}
 
+    def array_names(self, run_id: str) -> list[str]:
+        """The names of a run's recorded arrays."""
+        rows = self.db.execute(
+            "SELECT DISTINCT name FROM arrays WHERE run_id = ? ORDER BY name", (run_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def bytes_used(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+
+
+def _inserts(rows: list[MetricRow], arrays: Sequence[ArrayRow]) -> list:
+    return [
+        ("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)", rows),
+        (
+            "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?)",
+            [(r, n, s, _encode(a)) for r, n, s, a in arrays],
+        ),
+    ]
 
 
 def _encode(array: np.ndarray) -> bytes:

@@ -1,0 +1,42 @@
+"""Probes: what is recorded at the eval cadence besides loss and accuracy (DESIGN principle 5).
+
+A spec chooses probes by name (``probes.record``); the default set (params, outputs,
+scalars) is cheap enough for every run. Metric probes write to the metrics table under
+their split, with names ``<tensor>/<quantity>``; array probes write to the arrays table.
+
+=============  ==========  ================================================================
+probe          split       names
+=============  ==========  ================================================================
+params         params      ``<tensor>/{min,mean,max,rms,l2,linf}``
+outputs        outputs     ``confidence``, ``top2_gap``, ``majority_logit``, ``minority_logit``
+scalars        scalars     ``<tensor>`` or ``<tensor>/<i>`` for tensors of ≤ 4 entries
+moments        moments     ``<tensor>/{sqrt_v_hat_min,sqrt_v_hat_median,sqrt_v_hat_max,m_hat_norm}``
+update         update      ``<tensor>/{update_ratio,decay_ratio,adaptive_ratio,decay_share}``
+distance       distance    ``<tensor>/{distance,cosine}`` (from θ_0)
+effective_lr   effective_lr  ``<tensor>/effective_lr`` for scale-invariant tensors
+snapshots      (arrays)    ``snapshot/<tensor>`` for tensors of ≤ 8192 entries
+predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eval_labels,
+                           centers,center_labels}`` at step 0
+=============  ==========  ================================================================
+"""
+
+from __future__ import annotations
+
+from optlab.probes import optimizer, outputs, tensors
+from optlab.probes.base import Evaluation, Observation, Probe, Update
+
+PROBES: dict[str, Probe] = {
+    "params": Probe("params", tensors.params),
+    "outputs": Probe("outputs", outputs.outputs),
+    "scalars": Probe("scalars", tensors.scalars),
+    "moments": Probe("moments", optimizer.moments),
+    "update": Probe("update", optimizer.step_ratios, needs=frozenset({"update"})),
+    "distance": Probe("distance", tensors.distance, needs=frozenset({"init"})),
+    "effective_lr": Probe("effective_lr", tensors.effective_lr),
+    "snapshots": Probe("snapshots", tensors.snapshots, arrays=True),
+    "predictions": Probe(
+        "predictions", outputs.predictions, needs=frozenset({"predictions"}), arrays=True
+    ),
+}
+
+__all__ = ["PROBES", "Evaluation", "Observation", "Probe", "Update"]

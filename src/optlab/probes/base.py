@@ -1,0 +1,68 @@
+"""What a probe sees at a recorded step, and what it is.
+
+A probe is a small function of an ``Observation`` that returns per-run values:
+``{name: (R,) tensor}`` for metrics, or ``{name: (R, ...) tensor}`` for arrays. The
+recorder moves everything a step produced to the host in one transfer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from optlab.engine.optimizer import StackedOptimizer
+
+Params = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class Update:
+    """The last optimizer step of each tensor, split into its parts (all (R, ...) stacks).
+
+    ``delta`` = θ_t − θ_{t−1}; ``adaptive`` is the step the rule takes with weight decay
+    switched off, from the same state and gradient; ``decay`` = delta − adaptive. For an
+    optimizer named by import path the split is unknown and both parts are None.
+    """
+
+    before: Params
+    delta: Params
+    adaptive: Params | None
+    decay: Params | None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over the eval set: (R,) loss and accuracy, output statistics, predictions."""
+
+    loss: Tensor
+    accuracy: Tensor
+    outputs: dict[str, Tensor]  # name -> (R,)
+    predictions: Tensor | None  # (R, N) predicted class of every eval point, when asked
+
+
+@dataclass(frozen=True)
+class Observation:
+    step: int
+    params: Params  # (R, ...) stacks
+    evaluation: Evaluation
+    init: Params | None = None  # θ_0, kept when a probe needs it
+    update: Update | None = None  # None at step 0
+    optimizer: StackedOptimizer | None = None
+    scale_invariant: tuple[str, ...] = ()  # tensors the model declares scale-invariant
+    task: dict[str, Tensor] = field(default_factory=dict)  # eval points, labels, centers
+
+
+@dataclass(frozen=True)
+class Probe:
+    """``split``: the metrics split (or the arrays' name prefix); ``needs``: what the engine
+    must keep for it ("init", "update", "predictions"); ``arrays``: writes arrays, on the
+    coarser ``probes.array_every`` cadence."""
+
+    split: str
+    measure: Callable[[Observation], dict[str, Tensor]]
+    needs: frozenset[str] = frozenset()
+    arrays: bool = False

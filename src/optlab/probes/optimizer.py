@@ -1,0 +1,71 @@
+"""Probes of the optimizer: its moment estimates, and what each step was made of."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from optlab.probes.base import Observation, Params, Update
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1)
+
+
+def moments(obs: Observation) -> dict[str, Tensor]:
+    """min / median / max of √v̂ and ‖m̂‖ per tensor, with m̂ = m_t/(1−β1^t) and
+    v̂ = v_t/(1−β2^t): the preconditioner and the momentum Adam-family rules step with.
+    Rules without Adam moments (SGD, RMSprop, import paths) record nothing."""
+    opt = obs.optimizer
+    if opt is None or opt.t == 0 or opt.torch_optimizer is not None:
+        return {}
+    out = {}
+    for name, s in opt.state.items():
+        hyper = opt.hyper_for(name)
+        if not {"exp_avg", "exp_avg_sq"} <= set(s) or not {"beta1", "beta2"} <= set(hyper):
+            continue
+        t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
+        m_hat = _flat(s["exp_avg"]) / (1 - b1**t)[:, None]
+        sqrt_v_hat = (_flat(s["exp_avg_sq"]) / (1 - b2**t)[:, None]).sqrt()
+        out[f"{name}/sqrt_v_hat_min"] = sqrt_v_hat.amin(1)
+        out[f"{name}/sqrt_v_hat_median"] = sqrt_v_hat.median(1).values
+        out[f"{name}/sqrt_v_hat_max"] = sqrt_v_hat.amax(1)
+        out[f"{name}/m_hat_norm"] = m_hat.norm(dim=1)
+    return out
+
+
+def split_update(optimizer, params: Params, grads: list[Tensor]) -> tuple[Params, Params | None]:
+    """Before a step: θ_{t−1}, and the adaptive part of the step, the one the rule takes with
+    weight decay off from the same state and gradient (None if the optimizer cannot say)."""
+    before = {k: p.detach().clone() for k, p in params.items()}
+    proposal = optimizer.without_decay(grads)
+    if proposal is None:
+        return before, None
+    return before, {k: proposal[k] - before[k] for k in before}
+
+
+def make_update(before: Params, adaptive: Params | None, params: Params) -> Update:
+    """After the step: Δθ = θ_t − θ_{t−1}, split into the adaptive part and the decay part."""
+    delta = {k: p.detach() - before[k] for k, p in params.items()}
+    decay = None if adaptive is None else {k: delta[k] - adaptive[k] for k in delta}
+    return Update(before=before, delta=delta, adaptive=adaptive, decay=decay)
+
+
+def step_ratios(obs: Observation) -> dict[str, Tensor]:
+    """Per tensor, relative to ‖θ_{t−1}‖: ``update_ratio`` ‖Δθ‖, ``decay_ratio`` ‖Δθ_decay‖,
+    ``adaptive_ratio`` ‖Δθ_adaptive‖, and ``decay_share`` = ‖Δθ_decay‖/(‖Δθ_decay‖ + ‖Δθ_adaptive‖)."""
+    u = obs.update
+    if u is None:
+        return {}
+    out = {}
+    for name, delta in u.delta.items():
+        size = _flat(u.before[name]).norm(dim=1)
+        out[f"{name}/update_ratio"] = _flat(delta).norm(dim=1) / size
+        if u.adaptive is None:
+            continue
+        dec, ada = _flat(u.decay[name]).norm(dim=1), _flat(u.adaptive[name]).norm(dim=1)
+        out[f"{name}/decay_ratio"] = dec / size
+        out[f"{name}/adaptive_ratio"] = ada / size
+        total = dec + ada
+        out[f"{name}/decay_share"] = torch.where(total > 0, dec / total, torch.zeros_like(total))
+    return out

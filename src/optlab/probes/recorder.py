@@ -1,0 +1,93 @@
+"""The engine's side of the probes: what to keep between steps, and values into store rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from optlab.probes import PROBES
+from optlab.probes.base import Evaluation, Observation, Params, Update
+from optlab.probes.optimizer import make_update, split_update
+from optlab.store.sqlite import ArrayRow, MetricRow
+
+
+class Recorder:
+    """Runs a spec's probes (``optlab.config.ProbeSpec``) at every recorded step of a group:
+    step 0, each eval step and the end. Array probes run every ``array_every``-th eval step
+    and at both ends."""
+
+    def __init__(
+        self,
+        spec,
+        run_ids: Sequence[str],
+        params: Params,
+        optimizer,
+        eval_every: int,
+        scale_invariant: tuple[str, ...] = (),
+        task: dict[str, Tensor] | None = None,
+    ) -> None:
+        self.probes = [PROBES[name] for name in spec.record]
+        needs = frozenset().union(*(p.needs for p in self.probes))
+        self.run_ids = list(run_ids)
+        self.optimizer = optimizer
+        self.eval_every, self.array_every = eval_every, spec.array_every
+        self.scale_invariant, self.task = scale_invariant, task or {}
+        self.init = {k: p.detach().clone() for k, p in params.items()} if "init" in needs else None
+        self.wants_update = "update" in needs
+        self.wants_predictions = "predictions" in needs
+        self._before: tuple[Params, Params | None] | None = None
+        self.update: Update | None = None
+
+    def arrays_due(self, step: int, final: bool = False) -> bool:
+        return final or (step // self.eval_every) % self.array_every == 0
+
+    def before_step(self, params: Params, grads: list[Tensor]) -> None:
+        """Call before a step whose result will be recorded (only if ``wants_update``)."""
+        self._before = split_update(self.optimizer, params, grads)
+
+    def after_step(self, params: Params) -> None:
+        before, adaptive = self._before
+        self.update, self._before = make_update(before, adaptive, params), None
+
+    @torch.no_grad()
+    def record(
+        self, step: int, params: Params, evaluation: Evaluation, final: bool = False
+    ) -> tuple[list[MetricRow], list[ArrayRow]]:
+        """Every chosen probe at ``step``: metric rows (one host transfer) and array rows."""
+        obs = Observation(
+            step=step,
+            params=params,
+            evaluation=evaluation,
+            init=self.init,
+            update=self.update,
+            optimizer=self.optimizer,
+            scale_invariant=self.scale_invariant,
+            task=self.task,
+        )
+        keys, values, arrays = [], [], []
+        for probe in self.probes:
+            if probe.arrays:
+                if self.arrays_due(step, final):
+                    arrays += self._array_rows(step, probe.measure(obs))
+                continue
+            for name, value in probe.measure(obs).items():
+                keys.append((probe.split, name))
+                values.append(value.float())
+        rows: list[MetricRow] = []
+        if values:
+            table = torch.stack(values).cpu().tolist()  # (metrics, R)
+            rows = [
+                (run_id, split, name, step, value)
+                for (split, name), per_run in zip(keys, table, strict=True)
+                for run_id, value in zip(self.run_ids, per_run, strict=True)
+            ]
+        return rows, arrays
+
+    def _array_rows(self, step: int, named: dict[str, Tensor]) -> list[ArrayRow]:
+        out = []
+        for name, stack in named.items():
+            host = stack.cpu().numpy()
+            out += [(run_id, name, step, host[i]) for i, run_id in enumerate(self.run_ids)]
+        return out

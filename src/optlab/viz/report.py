@@ -1,0 +1,230 @@
+"""One self-contained HTML report of a store: a section per experiment with its shared config,
+a table of final metrics per condition (mean and 95% interval over seeds, the percentile
+bootstrap of ``optlab.analysis.stats``) and its figures,
+embedded as data URIs so that opening the file makes no request. Every string that comes
+from a spec or the store is escaped."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import math
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from optlab.analysis.stats import summarize
+from optlab.store import Store
+from optlab.viz.animation import animate_centers, animate_decision_map
+from optlab.viz.curves import plot_eval_curves
+from optlab.viz.data import (
+    SEED,
+    ExperimentRecord,
+    config_columns,
+    distinct,
+    experiments,
+    load_experiment_record,
+)
+from optlab.viz.task import plot_points
+from optlab.viz.weights import PROBE_SPLITS, plot_per_tensor, plot_weight_bands, quantities
+
+FINALS = ("test_accuracy", "test_loss", "eval_accuracy", "eval_loss")
+MIME = {".png": "image/png", ".gif": "image/gif"}
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 1400px;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+div.wide { overflow-x: auto; }
+figure { margin: 1rem 0; }
+figure img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
+figcaption { font-size: 0.9rem; color: #555; } section { border-top: 2px solid #444; }
+"""
+
+
+def write_report(store_path: str | Path, out: str | Path) -> Path:
+    """Write the report of every experiment in the store at ``store_path`` to ``out``."""
+    store = Store(store_path)
+    try:
+        names = experiments(store)
+        finals = store.final_metrics()
+        with tempfile.TemporaryDirectory() as tmp:
+            sections = [
+                _section(store, load_experiment_record(store, name), finals, Path(tmp) / str(i))
+                for i, name in enumerate(names)
+            ]
+    finally:
+        store.close()
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<li><a href="#exp-{i}">{_e(n)}</a></li>' for i, n in enumerate(names))
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>optlab report</title><style>{STYLE}</style></head><body>"
+        f"<h1>optlab report</h1><p>Store <code>{_e(str(store_path))}</code>, written {when}; "
+        f"{len(names)} experiment(s).</p><ul>{nav}</ul>{''.join(sections)}</body></html>\n"
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _section(store: Store, rec: ExperimentRecord, finals: dict, folder: Path) -> str:
+    index = experiments(store).index(rec.name)
+    parts = [f'<section id="exp-{index}"><h2>{_e(rec.name)}</h2>']
+    parts.append("<h3>Shared settings</h3>" + _shared_config(rec.runs))
+    parts.append("<h3>Final metrics</h3>" + _finals_table(rec, finals))
+    parts.append("<h3>Figures</h3>")
+    parts += _figures(store, rec, folder)
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _shared_config(runs: pd.DataFrame) -> str:
+    """Settings every run shares, one row per spec section (task, model, optimizer, ...)."""
+    sections: dict[str, list[str]] = {}
+    for c in config_columns(runs):
+        if c != SEED and distinct(runs[c]) == 1 and not _missing(runs[c].iloc[0]):
+            section, _, key = c.partition(".")
+            sections.setdefault(section, []).append(f"{key} = {_text(runs[c].iloc[0])}")
+    rows = "".join(
+        f"<tr><th>{_e(section)}</th><td>{_e('; '.join(items))}</td></tr>"
+        for section, items in sections.items()
+    )
+    return f"<table>{rows}</table>"
+
+
+def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
+    """One row per condition: its varying settings, seeds, statuses, and each final metric as
+    its mean over seeds with the 95% interval [lo, hi] (the value alone for one seed)."""
+    varying = [c for c in rec.varying if c != "model.name"]
+    head = ["condition", *varying, "seeds", "status", *FINALS]
+    rows = []
+    tuned = len(rec.shown) < rec.runs["condition"].nunique()
+    for condition, group in rec.runs.groupby("condition", sort=False):
+        first = group.iloc[0]
+        status = ", ".join(f"{s} {n}" for s, n in group["status"].value_counts().items())
+        mark = " ★" if tuned and condition in rec.shown else ""
+        cells = [_e(condition) + mark, *(_e(_text(first[c])) for c in varying)]
+        cells += [_e(", ".join(str(int(s)) for s in group[SEED])), _e(status)]
+        for metric in FINALS:
+            values = [finals.get(i, {}).get(metric) for i in group["id"]]
+            cells.append(_number([v for v in values if v is not None and not math.isnan(v)]))
+        first_number = len(cells) - len(FINALS)
+        rows.append(
+            "<tr>"
+            + "".join(
+                f'<td class="num">{c}</td>' if i >= first_number else f"<td>{c}</td>"
+                for i, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    note = "<p>Final values: mean over seeds [95% percentile-bootstrap interval of the mean]."
+    if tuned:
+        note += (
+            " ★: the tuned value each cell keeps (lowest mean final eval loss); figures show these."
+        )
+    note += "</p>"
+    table = f"<table><tr>{header}</tr>{''.join(rows)}</table>"
+    return f'{note}<div class="wide">{table}</div>'  # scrolls sideways, not the page
+
+
+def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
+    out = []
+    first_runs = rec.runs[rec.runs["condition"].isin(rec.shown)].drop_duplicates("condition")
+    task_run = next((i for i in first_runs["id"] if store.array(i, "task/eval_points")), None)
+    if task_run is not None:
+        pts, lab, ctr = (
+            store.array(task_run, f"task/{n}")[0] for n in ("eval_points", "eval_labels", "centers")
+        )
+        title = f"Voronoi task: k = {len(ctr)}, {len(pts):,} eval points"
+        out.append(
+            _figure(
+                plot_points(pts, lab, ctr, folder / "task.png", title),
+                "The task: eval points by class, centers as crosses.",
+            )
+        )
+    for g, group in enumerate(rec.groups()):
+        out += _group_figures(group, folder / f"group{g}")
+    for i, (run_id, condition, seed) in enumerate(
+        first_runs[["id", "condition", SEED]].itertuples(index=False)
+    ):
+        label = f"{condition} (seed {seed})"
+        gif = animate_decision_map(store, run_id, folder / f"map{i}.gif", label)
+        if gif:
+            out.append(_figure(gif, f"Decision map over training: {label}."))
+        gif = animate_centers(store, run_id, folder / f"centers{i}.gif", label)
+        if gif:
+            out.append(_figure(gif, f"Learned centers over training: {label}."))
+    return out
+
+
+def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
+    """Eval curves, weight bands and the per-tensor probe figures of one group of conditions."""
+    out = []
+    curves = plot_eval_curves(rec, folder / "curves.png")
+    if curves:
+        out.append(
+            _figure(
+                curves,
+                f"{rec.name}: eval loss and accuracy per condition, mean over seeds, "
+                "shaded from the lowest to the highest seed.",
+            )
+        )
+    bands = plot_weight_bands(rec, folder / "weights.png")
+    if bands:
+        out.append(
+            _figure(
+                bands,
+                f"{rec.name}: weight bands, each parameter tensor's mean (line) and "
+                "min–max (shaded), per condition.",
+            )
+        )
+    for split in PROBE_SPLITS:
+        for quantity in quantities(rec, split):
+            png = plot_per_tensor(
+                rec, split, quantity, folder / f"{split}-{quantity}.png", quantity
+            )
+            if png:
+                out.append(
+                    _figure(png, f"{rec.name}: {split} {quantity} per tensor, mean over seeds.")
+                )
+    return out
+
+
+def _figure(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    uri = f"data:{MIME[path.suffix]};base64,{data}"
+    return f'<figure><img src="{uri}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+
+
+def _number(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    s = summarize(values)
+    return f"{s.mean:.4f} [{s.lo:.4f}, {s.hi:.4f}]"
+
+
+def _missing(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _text(value) -> str:
+    """A setting as written: "–" where a model leaves it unset (NaN in a pandas column),
+    whole numbers without the ".0" that a column with NaN gives them."""
+    value = value.item() if hasattr(value, "item") else value
+    if _missing(value):
+        return "–"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text), quote=True)

@@ -1,0 +1,84 @@
+"""Per-tensor figures: one panel per parameter tensor, one colour per condition.
+
+Weight bands (reference-figures/baseline_weights.png) draw each tensor's mean as a line
+and shade between its min and max; with several seeds the line is the mean over seeds and
+the shade spans every seed's range. The other per-tensor probes (moments, update,
+distance, effective_lr) draw one figure per quantity, the mean over seeds as a line.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from optlab.viz.data import ExperimentRecord
+from optlab.viz.figure import plt, save
+
+COLUMNS = 4
+PROBE_SPLITS = ("moments", "update", "distance", "effective_lr")
+
+
+def tensor_names(record: ExperimentRecord, split: str = "params") -> list[str]:
+    """Tensors with ``<tensor>/<quantity>`` metrics in ``split``, by name."""
+    names = record.metrics.loc[record.metrics["split"] == split, "name"]
+    return list(dict.fromkeys(n.rsplit("/", 1)[0] for n in names))
+
+
+def quantities(record: ExperimentRecord, split: str) -> list[str]:
+    names = record.metrics.loc[record.metrics["split"] == split, "name"]
+    return list(dict.fromkeys(n.rsplit("/", 1)[1] for n in names))
+
+
+def plot_weight_bands(record: ExperimentRecord, path: str | Path) -> Path | None:
+    return plot_per_tensor(
+        record, "params", "mean", path, "Weight values (shaded between min and max)", ("min", "max")
+    )
+
+
+def plot_per_tensor(
+    record: ExperimentRecord,
+    split: str,
+    quantity: str,
+    path: str | Path,
+    ylabel: str,
+    band: tuple[str, str] | None = None,
+) -> Path | None:
+    """``<tensor>/<quantity>`` of ``split`` against the step, a panel per tensor; None if absent.
+    A positive quantity spanning more than three decades is drawn on a log scale."""
+    tensors = [t for t in tensor_names(record, split) if _has(record, split, f"{t}/{quantity}")]
+    if not tensors:
+        return None
+    rows, cols = math.ceil(len(tensors) / COLUMNS), min(COLUMNS, len(tensors))
+    fig, axes = plt.subplots(rows, cols, figsize=(8 * cols, 6 * rows), squeeze=False)
+    for ax, tensor in zip(axes.flat, tensors, strict=False):
+        line = record.curves(split, f"{tensor}/{quantity}")
+        lo, hi = (record.curves(split, f"{tensor}/{b}") for b in band) if band else (None, None)
+        for i, condition in enumerate(record.conditions):
+            if condition not in line.columns.get_level_values("condition"):
+                continue
+            color = f"C{i % 10}"
+            mean = line[condition].mean(axis=1)
+            ax.plot(mean.index, mean, color=color, label=condition, linewidth=1.2)
+            if band:
+                low, high = lo[condition].min(axis=1), hi[condition].max(axis=1)
+                ax.fill_between(mean.index, low, high, color=color, alpha=0.12)
+        values = line.to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) and values.min() > 0 and values.max() / values.min() > 1e3:
+            ax.set_yscale("log")
+        ax.set_title(tensor)
+        ax.set_xlabel("Training step")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(tensors) :]:
+        ax.axis("off")
+    fig.suptitle(f"{record.name}: {split} {quantity}" if split != "params" else record.name)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def _has(record: ExperimentRecord, split: str, name: str) -> bool:
+    m = record.metrics
+    return bool(((m["split"] == split) & (m["name"] == name)).any())
