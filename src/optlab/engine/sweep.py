@@ -14,7 +14,17 @@ from optlab.engine.train import Outcome, train_group
 from optlab.optim import OPTIMIZERS
 from optlab.store import DONE, Store
 
-PER_RUN_NUMBERS = ("lr", "betas", "eps", "weight_decay", "momentum", "alpha")
+PER_RUN_NUMBERS = (
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "momentum",
+    "alpha",
+    "decay_beta",
+    "decay_strength",
+    "decay_p",
+)
 
 
 def group_key(spec: RunSpec) -> str:
