@@ -195,7 +195,7 @@ class RuleShell(torch.optim.Optimizer):
                 if not state:
                     state["step"] = torch.tensor(0.0)
                     state.update(self.rule.init(p))
-                state["step"] += 1
+                state["step"] = state["step"] + 1  # not in place: a loaded state may share it
             t = int(self.state[next(iter(live.values()))]["step"])
             hyper = {k: group[k] for k in self.hyper_keys}
             hyper = scaled(hyper, lr=self.lr_factor(t), eps=self.eps_factor(t))
