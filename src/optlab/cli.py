@@ -55,7 +55,7 @@ def list_() -> None:
     """The catalog's experiments, and the models, optimizers and decay rules a spec can name."""
     from optlab.models import MODELS
     from optlab.optim import OPTIMIZERS
-    from optlab.optim.decay import DECAYS
+    from optlab.optim.decay import DECAY_NAMES
 
     table = Table("experiment", "description")
     for name, text in catalog.describe().items():
@@ -63,7 +63,7 @@ def list_() -> None:
     console.print(table)
     console.print(f"models: {', '.join(MODELS)}")
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
-    console.print(f"decay rules (adamw): {', '.join(DECAYS)}")
+    console.print(f"decay rules (decoupled): {', '.join(DECAY_NAMES)}")
 
 
 @app.command()
@@ -86,8 +86,56 @@ def run(
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("train", total=total)
         run_planned(planned, db, on_steps=lambda n: bar.advance(task, n))
-    print_results(db, {p.run_id for p in planned}, planned[0].experiment)
+    run_ids = {p.run_id for p in planned}
+    if len(run_ids) > len({(p.case, _cell(p.spec)) for p in planned}):  # several seeds per cell
+        print_summary(db, run_ids, planned[0].experiment)
+    else:
+        print_results(db, run_ids, planned[0].experiment)
     db.close()
+
+
+def _cell(spec) -> str:
+    """A run's config without its training seed: the runs of one cell share it."""
+    return spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 0})}).run_id
+
+
+def print_summary(db: Store, run_ids: set[str], experiment: str) -> None:
+    """One row per cell (a case, or a case's grid point): mean ± sd over its seeds of the
+    final test metrics."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for r in records(db, experiment, run_ids):
+        rest = {k: v for k, v in r["settings"].items() if k != "train.seed"}
+        cells.setdefault((r["case"], json.dumps(rest, sort_keys=True, default=str)), []).append(r)
+    grids = {}
+    for case, rest in cells:
+        siblings = [json.loads(k) for c, k in cells if c == case]  # the case's grid points
+        own = json.loads(rest)
+        grids[case, rest] = {k: v for k, v in own.items() if len({str(s[k]) for s in siblings}) > 1}
+    grid_col = ["grid"] if any(grids.values()) else []
+    table = Table(
+        "case", *grid_col, "seeds", "diverged", "test acc (mean ± sd)", "test loss (mean ± sd)"
+    )
+    for cell, recs in cells.items():
+        grid = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in grids[cell].items())
+        table.add_row(
+            cell[0],
+            *([grid] if grid_col else []),
+            str(len(recs)),
+            str(sum(r["diverged_step"] is not None for r in recs)),
+            _mean_sd([r.get("test_accuracy") for r in recs]),
+            _mean_sd([r.get("test_loss") for r in recs]),
+        )
+    console.print(table)
+    console.print(f"per run: optlab show --experiment {experiment}")
+
+
+def _mean_sd(values: list) -> str:
+    finite = [v for v in values if not _missing(v) and math.isfinite(v)]
+    if not finite:
+        return "-"
+    mean = sum(finite) / len(finite)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / max(1, len(finite) - 1))
+    return f"{mean:.4f} ± {sd:.4f}" + (f" (n={len(finite)})" if len(finite) < len(values) else "")
 
 
 def records(

@@ -16,7 +16,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from optlab.models import MODEL_DEFAULTS, MODELS
 from optlab.optim import OPTIMIZERS, is_import_path
@@ -78,7 +86,9 @@ class ScheduleSpec(_Strict):
 
     kind: Literal["constant", "warmup", "cosine", "step", "lr_equivalent"] = "constant"
     warmup: int = Field(0, ge=0, description="linear warmup steps (warmup, cosine, step)")
-    milestones: list[int] = Field(default_factory=list, description="step: where γ applies")
+    milestones: list[PositiveFloat] = Field(
+        default_factory=list, description="step: where γ applies; < 1: a fraction of the steps"
+    )
     gamma: float = Field(0.1, gt=0, description="step: the factor at each milestone")
     final: float = Field(0.0, ge=0, description="cosine: the factor it ends at")
     steps: int | None = Field(None, ge=1, description="cosine: horizon T; None: train.steps")
@@ -200,8 +210,9 @@ class TrainSpec(_Strict):
     steps: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_every: int = Field(50, ge=1)
-    batch_milestones: list[int] = Field(
-        default_factory=list, description="steps after which the batch grows (η/B kept fixed)"
+    batch_milestones: list[PositiveFloat] = Field(
+        default_factory=list,
+        description="steps after which the batch grows (η/B kept fixed); < 1: a fraction of steps",
     )
     batch_factor: int = Field(2, ge=1, description="the batch's growth at each milestone")
     data: Literal["stream", "dataset"] = "stream"
@@ -285,6 +296,8 @@ def _valid_keys(model: type[BaseModel] = RunSpec, prefix: str = "") -> list[str]
     for name, field in model.model_fields.items():
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if prefix:  # a nested table may also be set whole, e.g. optimizer.lr_schedule
+                keys.append(f"{prefix}{name}")
             keys += _valid_keys(sub, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")

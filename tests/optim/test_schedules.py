@@ -63,3 +63,12 @@ def test_lr_equivalent_eps_is_the_notepads_formula():
     assert torch.allclose(eps, 3 * sqrt_v + 4e-3)
     # and √v̂ + ε_t = (η/η_t)(√v̂ + ε): the step shrinks by exactly η_t/η
     assert torch.allclose(sqrt_v + eps, 4 * (sqrt_v + 1e-3))
+
+
+def test_fractional_milestones_scale_with_the_horizon():
+    assert schedules.at_steps([0.5, 0.75, 300], 1000) == [500, 750, 300]
+    f = schedules.make_schedule(ScheduleSpec(kind="step", milestones=[0.5], gamma=0.1), 10)
+    assert (f(5), f(6)) == (1.0, pytest.approx(0.1))
+    assert schedules.batch_sizes(8, [0.5], 4, 4) == [8, 8, 32, 32]
+    with pytest.raises(ValueError, match="horizon"):
+        schedules.at_steps([0.5], 0)

@@ -59,7 +59,8 @@ def make_schedule(spec, steps: int) -> Schedule:
             raise ValueError("a cosine schedule needs its horizon: set its steps")
         return lambda t: cosine(t, steps, w, spec.final)
     if kind == "step":
-        return lambda t: step(t, spec.milestones, spec.gamma, w)
+        milestones = at_steps(spec.milestones, steps)
+        return lambda t: step(t, milestones, spec.gamma, w)
     raise ValueError(f"schedule kind {kind!r}; valid: {', '.join(SCHEDULES)}")
 
 
@@ -82,7 +83,16 @@ def lr_equivalent_eps(sqrt_v_hat: Tensor, eps, ratio) -> Tensor:
     return (ratio - 1) * sqrt_v_hat + ratio * eps
 
 
-def batch_sizes(batch_size: int, milestones: Sequence[int], factor: int, steps: int) -> list[int]:
+def batch_sizes(batch_size: int, milestones: Sequence[float], factor: int, steps: int) -> list[int]:
     """B_t for t = 1..T: B·factor^{#milestones m with m < t} (AdaBatch, Devarakonda et al.
     2017, in seed 001). The engine scales η_t by B_t/B so that η/B stays fixed."""
-    return [batch_size * int(step(t, milestones, factor)) for t in range(1, steps + 1)]
+    ms = at_steps(milestones, steps)
+    return [batch_size * int(step(t, ms, factor)) for t in range(1, steps + 1)]
+
+
+def at_steps(milestones: Sequence[float], steps: int) -> list[int]:
+    """Milestones as steps: m ≥ 1 is step m; 0 < m < 1 is the fraction m of ``steps``, so one
+    spec keeps its shape at every training length."""
+    if any(m < 1 for m in milestones) and steps <= 0:
+        raise ValueError("fractional milestones need the schedule's horizon: set its steps")
+    return [int(m) if m >= 1 else round(m * steps) for m in milestones]
