@@ -14,7 +14,7 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["run", "nope"], "catalog: ladder"),
+        (["run", "nope"], "catalog: final, ladder"),
         (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
         (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
         (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),

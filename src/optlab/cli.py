@@ -18,7 +18,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from optlab import catalog
-from optlab.config import SpecError, expand, load_experiment, parse_override
+from optlab.config import (
+    ExperimentSpec,
+    PlannedRun,
+    SpecError,
+    expand,
+    load_suite,
+    parse_override,
+)
 from optlab.store import DEFAULT_STORE, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -27,6 +34,10 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
 ProfileOpt = Annotated[str, typer.Option("--profile", help="paper (exact scale) or quick")]
+SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", help="training processes; default: one per core")
+]
 
 
 def fail(message: str) -> None:
@@ -34,18 +45,20 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def plan(experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None) -> list:
-    """Load, override and expand an experiment, or exit 2 with the reason."""
+def plan(
+    experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None
+) -> tuple[list[ExperimentSpec], list[PlannedRun]]:
+    """Load, override and expand an experiment or a suite, or exit 2 with the reason."""
     if seeds is not None and seeds < 1:
         fail(f"--seeds: {seeds} is not allowed: must be >= 1")
     try:
-        spec = load_experiment(experiment)
         overrides = dict(parse_override(s) for s in sets or [])
-        seed_list = None
-        if seeds is not None:
+        specs, planned = load_suite(experiment), []
+        for spec in specs:
             first = spec.seeds[0]
-            seed_list = list(range(first, first + seeds))
-        return expand(spec, overrides, profile=profile, seeds=seed_list)
+            seed_list = None if seeds is None else list(range(first, first + seeds))
+            planned += expand(spec, overrides, profile=profile, seeds=seed_list)
+        return specs, planned
     except SpecError as err:
         fail(str(err))
 
@@ -70,28 +83,51 @@ def list_() -> None:
 def run(
     experiment: Annotated[str, typer.Argument(help="catalog name or TOML file")],
     set_: SetOpt = None,
-    seeds: Annotated[int | None, typer.Option("--seeds", help="seeds per cell")] = None,
+    seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
+    workers: WorkersOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train an experiment's runs that the store has not finished, then print their results."""
-    from optlab.engine import pending, run_planned
-
-    planned = plan(experiment, set_, profile, seeds)
+    check_workers(workers)
+    specs, planned = plan(experiment, set_, profile, seeds)
     db = Store(store)
+    train(specs, planned, db, workers)
+    run_ids = {p.run_id for p in planned}
+    if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
+        print_summary(db, run_ids)  # several seeds per cell
+    else:
+        print_results(db, run_ids, None)
+    db.close()
+
+
+def check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        fail(f"--workers: {workers} is not allowed: must be >= 1")
+
+
+def train(
+    specs: list[ExperimentSpec], planned: list[PlannedRun], db: Store, workers: int | None
+) -> None:
+    """Train what the store lacks of ``planned``, with a progress bar."""
+    from optlab.engine import pending, run_planned
+    from optlab.engine.sweep import default_workers
+
     todo = pending(planned, db)
     total = sum(s.train.steps for s in todo)
-    console.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {store}")
+    console.print(
+        f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}"
+    )
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("train", total=total)
-        run_planned(planned, db, on_steps=lambda n: bar.advance(task, n))
-    run_ids = {p.run_id for p in planned}
-    if len(run_ids) > len({(p.case, _cell(p.spec)) for p in planned}):  # several seeds per cell
-        print_summary(db, run_ids, planned[0].experiment)
-    else:
-        print_results(db, run_ids, planned[0].experiment)
-    db.close()
+        run_planned(
+            planned,
+            db,
+            lambda n: bar.advance(task, n),
+            workers=workers or default_workers(),
+            experiments=specs,
+        )
 
 
 def _cell(spec) -> str:
@@ -99,12 +135,13 @@ def _cell(spec) -> str:
     return spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 0})}).run_id
 
 
-def print_summary(db: Store, run_ids: set[str], experiment: str) -> None:
+def print_summary(db: Store, run_ids: set[str]) -> None:
     """One row per cell (a case, or a case's grid point): mean ± sd over its seeds of the
     final test metrics."""
     cells: dict[tuple[str, str], list[dict]] = {}
-    for r in records(db, experiment, run_ids):
+    for r in records(db, None, run_ids):
         rest = {k: v for k, v in r["settings"].items() if k != "train.seed"}
+        rest["experiment"] = r["experiment"]
         cells.setdefault((r["case"], json.dumps(rest, sort_keys=True, default=str)), []).append(r)
     grids = {}
     for case, rest in cells:
@@ -126,7 +163,7 @@ def print_summary(db: Store, run_ids: set[str], experiment: str) -> None:
             _mean_sd([r.get("test_loss") for r in recs]),
         )
     console.print(table)
-    console.print(f"per run: optlab show --experiment {experiment}")
+    console.print("per run: optlab show --experiment NAME")
 
 
 def _mean_sd(values: list) -> str:
@@ -242,7 +279,7 @@ def task(
     """Summarise an experiment's task: k, class counts and majority-class accuracy per split."""
     from optlab.engine.train import environment_for
 
-    spec = plan(experiment, set_, profile)[0].spec
+    spec = plan(experiment, set_, profile)[1][0].spec
     env = environment_for(spec)
     summary = env.summary()
     if as_json:
@@ -264,6 +301,77 @@ def task(
         from optlab.viz.task import plot_environment
 
         print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
+
+
+@app.command()
+def reproduce(
+    suite: Annotated[str, typer.Argument(help="catalog suite or experiment")] = "paper",
+    seeds: SeedsOpt = None,
+    profile: ProfileOpt = "paper",
+    workers: WorkersOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Train what is missing, then print each cell over seeds and a verdict per claim."""
+    from optlab.analysis import convergence
+    from optlab.analysis.cells import cells
+    from optlab.analysis.claims import ALPHA, judge
+
+    check_workers(workers)
+    specs, planned = plan(suite, None, profile, seeds)
+    db = Store(store)
+    train(specs, planned, db, workers)
+    convergence.record(db, sorted({p.run_id for p in planned}))
+    tables = {spec.name: cells(db, spec.name) for spec in specs}
+    verdicts, tests = judge(db, experiments={spec.name for spec in specs})
+    db.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "cells": {k: t.to_dict("records") for k, t in tables.items()},
+                    "verdicts": [
+                        {"id": v.id, "paper": v.paper, "optlab": v.value, "verdict": v.verdict}
+                        for v in verdicts
+                    ],
+                    "tests": tests,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return
+    for name, table in tables.items():
+        print_cells(name, table)
+    if not verdicts:
+        return
+    out = Table("claim", "source", "paper", "optlab (mean [95% CI], n seeds)", "verdict")
+    for v in verdicts:
+        out.add_row(v.text, v.source, v.paper, v.value, v.verdict)
+    console.print(out)
+    console.print(
+        f"profile {profile}; intervals: 95% percentile bootstrap over seeds; "
+        f"tests: Welch (means) and least-squares slope, Holm-corrected over {tests} tests "
+        f"at α = {ALPHA}."
+    )
+
+
+def print_cells(experiment: str, table) -> None:
+    if table.empty:
+        return
+    tuned = [c for c in table.columns if c.startswith(("optimizer.", "model.", "train."))]
+    out = Table("case", *tuned, "seeds", "diverged", "test accuracy [95% CI]", "test loss")
+    for r in table.to_dict("records"):
+        out.add_row(
+            r["case"],
+            *(str(r[c]) for c in tuned),
+            str(r["seeds"]),
+            str(r["diverged"]),
+            f"{r['test_accuracy']:.4f} [{r['test_accuracy_lo']:.4f}, {r['test_accuracy_hi']:.4f}]",
+            f"{r['test_loss']:.4f}",
+        )
+    console.print(f"[bold]{experiment}[/bold]" + (f" (tuned: {', '.join(tuned)})" if tuned else ""))
+    console.print(out)
 
 
 @app.command()

@@ -1,9 +1,12 @@
 """Experiment specs: the one experiment language of the CLI, the Python API and the catalog.
 
 An experiment is a base run plus named ``cases`` (a union of override sets, e.g. the
-ladder's models), a ``grid`` (a product of axes), ``seeds`` and ``profiles``
-(override sets that rescale it, e.g. ``quick``). Expanding it gives fully resolved
-``RunSpec``s; each hashes to its run id. Every default lives here and nowhere else.
+ladder's models), a ``grid`` (a product of axes), ``tune`` axes (also a product, but
+the analysis keeps, per cell, the value with the best final eval loss), ``seeds`` and
+``profiles`` (override sets that rescale it, e.g. ``quick``, optionally per case and
+with their own tuning values). A suite names several catalog experiments. Expanding
+gives fully resolved ``RunSpec``s; each hashes to its run id. Every default lives here
+and nowhere else.
 """
 
 from __future__ import annotations
@@ -255,8 +258,22 @@ class ExperimentSpec(_Strict):
     base: dict[str, Any] = Field(default_factory=dict, description="RunSpec fields, as written")
     cases: dict[str, dict[str, Any]] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    tune: dict[str, list[Any]] = Field(
+        default_factory=dict, description="axes over which each cell keeps its best value"
+    )
     seeds: list[int] = Field(default_factory=lambda: [TrainSpec().seed], min_length=1)
-    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description='overrides; a "cases" table holds per-case ones, a "tune" table new values',
+    )
+
+    def profile(self, name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict]:
+        """A profile's (overrides, per-case overrides, tuning axes); ``paper`` is the spec."""
+        if name == "paper":
+            return {}, {}, self.tune
+        tree = dict(self.profiles[name])
+        cases, tune = tree.pop("cases", {}), tree.pop("tune", {})
+        return tree, cases, {**self.tune, **tune}
 
 
 class PlannedRun(BaseModel):
@@ -357,29 +374,48 @@ def validate_run(tree: dict) -> RunSpec:
 # ---- loading and expansion ---------------------------------------------------------------
 
 
+def _read_tree(source: str | Path | dict) -> dict:
+    """The TOML tree of a file, a catalog name, or the dict itself."""
+    if isinstance(source, dict):
+        return source
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise SpecError(f"experiment file {str(path)!r} does not exist")
+        return tomllib.loads(path.read_text())
+    from optlab.catalog import catalog_path
+
+    return tomllib.loads(catalog_path(str(source)).read_text())
+
+
 def load_experiment(source: str | Path | dict) -> ExperimentSpec:
     """An experiment from a TOML file, a catalog name, or a dict, validated."""
-    if isinstance(source, dict):
-        tree = source
-    else:
-        path = Path(source)
-        if path.suffix == ".toml" or path.exists():
-            if not path.exists():
-                raise SpecError(f"experiment file {str(path)!r} does not exist")
-            tree = tomllib.loads(path.read_text())
-        else:
-            from optlab.catalog import catalog_path
-
-            tree = tomllib.loads(catalog_path(str(source)).read_text())
+    tree = _read_tree(source)
     try:
         spec = ExperimentSpec.model_validate(tree)
     except ValidationError as err:
         raise SpecError(_format_error(err, "experiment")) from None
-    for overrides in [{}, *spec.cases.values(), *spec.profiles.values()]:
-        validate_run(_apply(spec.base, overrides))
-    for key in spec.grid:
-        _set_path({}, key, None)
+    for name in ("paper", *spec.profiles):
+        overrides, per_case, tune = spec.profile(name)
+        if unknown := sorted(set(per_case) - set(spec.cases)):
+            raise SpecError(
+                f"profiles.{name}.cases: {unknown[0]!r} is not a case; "
+                f"valid: {', '.join(spec.cases)}"
+            )
+        for key in [*spec.grid, *tune]:
+            _set_path({}, key, None)
+        base = _apply(spec.base, overrides)
+        for case, case_overrides in (spec.cases or {"base": {}}).items():
+            validate_run(_apply(_apply(base, case_overrides), per_case.get(case, {})))
     return spec
+
+
+def load_suite(source: str | Path | dict) -> list[ExperimentSpec]:
+    """The experiments a catalog suite names (``suite = [...]``), or the one experiment."""
+    tree = _read_tree(source)
+    if "suite" not in tree:
+        return [load_experiment(tree)]
+    return [load_experiment(name) for name in tree["suite"]]
 
 
 def expand(
@@ -388,20 +424,19 @@ def expand(
     profile: str = "paper",
     seeds: list[int] | None = None,
 ) -> list[PlannedRun]:
-    """Every run of the experiment: base ← profile ← case ← grid cell ← overrides, per seed."""
+    """Every run: base ← profile ← case ← profile's case ← grid ← tune ← overrides, per seed."""
     if profile not in PROFILES:
         raise SpecError(f"--profile: {profile!r} is not a profile; valid: {', '.join(PROFILES)}")
     if profile != "paper" and profile not in spec.profiles:
         raise SpecError(f"--profile: experiment {spec.name!r} has no {profile!r} profile")
-    base = spec.base
-    if profile != "paper":
-        base = _apply(base, spec.profiles[profile])
-    cases = spec.cases or {"base": {}}
-    axes = list(spec.grid)
+    profile_overrides, per_case, tune = spec.profile(profile)
+    base = _apply(spec.base, profile_overrides)
+    axes = {**spec.grid, **tune}
     runs: list[PlannedRun] = []
-    for case, case_overrides in cases.items():
-        for cell in itertools.product(*(spec.grid[a] for a in axes)):
-            tree = _apply(_apply(base, case_overrides), dict(zip(axes, cell, strict=True)))
+    for case, case_overrides in (spec.cases or {"base": {}}).items():
+        case_tree = _apply(_apply(base, case_overrides), per_case.get(case, {}))
+        for cell in itertools.product(*axes.values()):
+            tree = _apply(case_tree, dict(zip(axes, cell, strict=True)))
             tree = _apply(tree, overrides or {})
             for seed in seeds or spec.seeds:
                 run = validate_run(_apply(tree, {"train.seed": seed}))

@@ -1,15 +1,24 @@
 """From planned runs to trained ones: skip what the store has done, group the rest, train.
 
 Runs whose computation has the same shape (they differ only in the training seed and
-numeric optimizer hyperparameters) form one group and train as one stack.
+numeric optimizer hyperparameters) form one group and train as one stack. Groups are
+cut into stacks of at most ``max_runs`` and, with ``workers > 1``, trained in a pool of
+processes that divide the machine's cores among them (two processes that each take
+every core slow each other down many times over); every worker writes to the one store.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
 
-from optlab.config import PlannedRun, RunSpec
+import torch
+
+from optlab.config import ExperimentSpec, PlannedRun, RunSpec
 from optlab.engine.train import Outcome, train_group
 from optlab.optim import OPTIMIZERS
 from optlab.store import DONE, Store
@@ -25,6 +34,7 @@ PER_RUN_NUMBERS = (
     "decay_strength",
     "decay_p",
 )
+MAX_RUNS = 64  # runs per stack: past this a stack gains little, and workers balance better
 
 
 def group_key(spec: RunSpec) -> str:
@@ -38,11 +48,19 @@ def group_key(spec: RunSpec) -> str:
     return json.dumps(tree, sort_keys=True)
 
 
-def group_runs(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+def group_runs(specs: Sequence[RunSpec], max_runs: int = MAX_RUNS) -> list[list[RunSpec]]:
+    """Stackable runs together, in stacks of at most ``max_runs``, the costliest first."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(group_key(spec), []).append(spec)
-    return list(groups.values())
+    stacks = [g[lo : lo + max_runs] for g in groups.values() for lo in range(0, len(g), max_runs)]
+    return sorted(stacks, key=cost, reverse=True)
+
+
+def cost(stack: Sequence[RunSpec]) -> float:
+    """A rough work estimate for scheduling: run-steps × batch × width²."""
+    s = stack[0]
+    return len(stack) * s.train.steps * s.train.batch_size * (s.model.hidden_dim or 1) ** 2
 
 
 def pending(planned: Sequence[PlannedRun], store: Store) -> list[RunSpec]:
@@ -52,14 +70,45 @@ def pending(planned: Sequence[PlannedRun], store: Store) -> list[RunSpec]:
     return list(todo.values())
 
 
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
 def run_planned(
     planned: Sequence[PlannedRun],
     store: Store,
     on_steps: Callable[[int], None] = lambda n: None,
+    workers: int = 1,
+    max_runs: int = MAX_RUNS,
+    experiments: Sequence[ExperimentSpec] = (),
 ) -> list[Outcome]:
-    """Record the plan, then train every pending group; returns what was trained now."""
-    store.plan(planned)
+    """Record the plan, then train every pending stack; returns what was trained now."""
+    store.plan(planned, experiments)
+    stacks = group_runs(pending(planned, store), max_runs)
+    if workers <= 1 or len(stacks) <= 1:
+        return [o for stack in stacks for o in train_group(stack, store, on_steps)]
+    threads = max(1, default_workers() // workers)
+    context = multiprocessing.get_context("spawn")  # no forked OpenMP pools
     outcomes: list[Outcome] = []
-    for group in group_runs(pending(planned, store)):
-        outcomes += train_group(group, store, on_steps)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = {
+            pool.submit(_train_stack, [s.model_dump() for s in stack], store.path, threads): stack
+            for stack in stacks
+        }
+        while futures:
+            done, _ = wait(futures, return_when=FIRST_COMPLETED)
+            for future in done:
+                stack = futures.pop(future)
+                outcomes += future.result()
+                on_steps(len(stack) * stack[0].train.steps)
     return outcomes
+
+
+def _train_stack(trees: list[dict], store_path: Path, threads: int) -> list[Outcome]:
+    """One stack in a worker process, with its share of the cores and its own connection."""
+    torch.set_num_threads(threads)
+    store = Store(store_path)
+    try:
+        return train_group([RunSpec.model_validate(t) for t in trees], store)
+    finally:
+        store.close()

@@ -111,10 +111,10 @@ def train_group(
         if (t + 1) % every and t + 1 < steps:
             continue
         rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
-        on_steps(t + 1 - last_flush)
+        on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
         last_flush = t + 1
         if t + 1 == steps or bool((diverged_at >= 0).all()):
-            on_steps(steps - last_flush)
+            on_steps(runs * (steps - last_flush))
             break
         rows += _eval_rows(run_ids, t + 1, *evaluate(model, params, eval_x, eval_y, runs), "eval")
         store.log(rows)

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT,
     versions TEXT
 );
+CREATE TABLE IF NOT EXISTS experiments (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS experiment_runs (
     experiment TEXT NOT NULL,
     case_name TEXT NOT NULL,
@@ -100,13 +104,16 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def plan(self, runs: Iterable) -> None:
-        """Record planned runs (``optlab.config.PlannedRun``) that the store does not know yet."""
+    def plan(self, runs: Iterable, experiments: Iterable = ()) -> None:
+        """Record planned runs (``optlab.config.PlannedRun``) that the store does not know yet,
+        and the specs of their experiments (the analysis reads cases and tuning axes there)."""
         now = time.time()
         rows = [(r.run_id, r.spec.model_dump_json(), now) for r in runs]
         links = [(r.experiment, r.case, r.run_id) for r in runs]
+        specs = [(e.name, e.model_dump_json()) for e in experiments]
         self._tx(
             [
+                ("INSERT OR REPLACE INTO experiments VALUES (?, ?)", specs),
                 (
                     "INSERT OR IGNORE INTO runs (id, config, status, created) VALUES (?, ?, 'pending', ?)",
                     rows,
@@ -163,6 +170,11 @@ class Store:
         )
 
     # ---- reading -------------------------------------------------------------------------
+
+    def experiments(self) -> dict[str, dict]:
+        """The recorded experiment specs, by name, as plain dicts."""
+        rows = self.db.execute("SELECT name, spec FROM experiments").fetchall()
+        return {name: json.loads(spec) for name, spec in rows}
 
     def statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
         out = {}
