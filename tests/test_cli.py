@@ -26,6 +26,10 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
         (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
         (["run", "ladder", "--profile", "huge"], "--profile: 'huge'"),
+        (["run", "ladder", "--workers", "0"], "--workers: 0"),
+        (["reproduce", "nope"], "catalog: final, ladder"),
+        (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
+        (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment):
@@ -101,3 +105,24 @@ def test_run_over_seeds_prints_mean_and_sd_per_case(tmp_path):
         assert f"{mean:.4f} ± {abs(accs[0] - accs[1]) / 2**0.5:.4f}" in next(
             row for row in rows if case in row
         )
+
+
+def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experiments(tmp_path):
+    spec = tmp_path / "optimization.toml"
+    spec.write_text(
+        'name = "optimization"\nseeds = [1, 2]\n'
+        '[base]\nmodel = {name = "centers", hidden_dim = 4}\n'
+        "train = {steps = 40, eval_every = 10}\ntask = {n_eval = 100, n_test = 100}\n"
+        '[cases]\nl2 = {"optimizer.decay" = "l2"}\nl1 = {"optimizer.decay" = "l1"}\n'
+    )
+    store = str(tmp_path / "s.db")
+    args = ["reproduce", str(spec), "--json", "--workers", "1", "--store", store]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{") :])  # the runner mixes in stderr
+    cells = out["cells"]["optimization"]
+    assert [c["case"] for c in cells] == ["l2", "l1"] and {c["seeds"] for c in cells} == {2}
+    assert [v["id"] for v in out["verdicts"]] == ["l1_lower_loss_and_settles"]
+    assert out["verdicts"][0]["verdict"] in {"holds", "fails", "inconclusive"}
+    again = runner.invoke(app, [a for a in args if a != "--json"])
+    assert "4 runs, 0 to train" in again.output

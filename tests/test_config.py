@@ -2,7 +2,7 @@
 
 import pytest
 
-from optlab.config import RunSpec, SpecError, expand, load_experiment, parse_override
+from optlab.config import RunSpec, SpecError, expand, load_experiment, load_suite, parse_override
 
 
 def test_parse_override_reads_toml_values():
@@ -151,3 +151,26 @@ def test_new_keys_can_be_set_from_the_command_line_language():
     )
     assert runs[0].spec.optimizer.lr_schedule.warmup == 10
     assert runs[0].spec.n_train == 100 * 32 + 9_900 * 64
+
+
+def test_tune_axes_expand_like_a_grid_and_profiles_override_per_case():
+    spec = load_experiment("final")
+    runs = expand(spec, profile="quick", seeds=[1, 2])
+    assert len(runs) == 18 * 3 * 2
+    widths = {r.case: r.spec.model.hidden_dim for r in runs}
+    assert widths["baseline"] == 64 and widths["hidden_2048"] == 256 and widths["hidden_256"] == 32
+    assert {r.spec.optimizer.lr for r in runs} == {2e-3, 3e-3, 5e-3}
+    paper = expand(spec, seeds=[1])
+    assert {r.spec.model.hidden_dim for r in paper if r.case == "hidden_2048"} == {2048}
+    assert {r.spec.train.batch_size for r in paper} == {1024}
+
+
+def test_a_suite_names_its_experiments():
+    assert [s.name for s in load_suite("paper")] == ["ladder", "optimization", "final"]
+    assert [s.name for s in load_suite("ladder")] == ["ladder"]
+
+
+def test_profile_case_overrides_must_name_a_case():
+    tree = {"name": "x", "cases": {"a": {}}, "profiles": {"quick": {"cases": {"b": {}}}}}
+    with pytest.raises(SpecError, match="profiles.quick.cases: 'b' is not a case; valid: a"):
+        load_experiment(tree)

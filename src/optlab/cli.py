@@ -30,6 +30,7 @@ from optlab.store import DEFAULT_STORE, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True)  # progress, when stdout carries JSON
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
@@ -107,19 +108,21 @@ def check_workers(workers: int | None) -> None:
 
 
 def train(
-    specs: list[ExperimentSpec], planned: list[PlannedRun], db: Store, workers: int | None
+    specs: list[ExperimentSpec],
+    planned: list[PlannedRun],
+    db: Store,
+    workers: int | None,
+    out: Console = console,
 ) -> None:
-    """Train what the store lacks of ``planned``, with a progress bar."""
+    """Train what the store lacks of ``planned``, with a progress bar on ``out``."""
     from optlab.engine import pending, run_planned
     from optlab.engine.sweep import default_workers
 
     todo = pending(planned, db)
     total = sum(s.train.steps for s in todo)
-    console.print(
-        f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}"
-    )
+    out.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=out, transient=True) as bar:
         task = bar.add_task("train", total=total)
         run_planned(
             planned,
@@ -320,7 +323,7 @@ def reproduce(
     check_workers(workers)
     specs, planned = plan(suite, None, profile, seeds)
     db = Store(store)
-    train(specs, planned, db, workers)
+    train(specs, planned, db, workers, err_console if as_json else console)
     convergence.record(db, sorted({p.run_id for p in planned}))
     tables = {spec.name: cells(db, spec.name) for spec in specs}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})

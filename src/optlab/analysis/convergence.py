@@ -7,7 +7,8 @@
    against the noise (the spread of the points around that line). A tensor has settled
    when its drift is within twice its noise, or negligible against its size (1e-3 of
    its largest magnitude). It settled at the first step after which the mean stays
-   within the band the last fifth spans.
+   within the last fifth's band: its mean ± the larger of half its range and four
+   times its noise.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from optlab.store import Store
 TAIL = 0.2  # the last fifth of training
 NOISE_MULTIPLE = 2.0
 NEGLIGIBLE = 1e-3
+BAND_NOISE_MULTIPLE = 4.0
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def settling(steps: np.ndarray, values: np.ndarray) -> Settling:
     settled = drift <= NOISE_MULTIPLE * noise or drift <= NEGLIGIBLE * scale
     if not settled:
         return Settling(False, drift, noise, None)
-    inside = (values >= v.min()) & (values <= v.max())
+    half = max((v.max() - v.min()) / 2, BAND_NOISE_MULTIPLE * noise)
+    inside = np.abs(values - v.mean()) <= half
     outside = np.flatnonzero(~inside)
     first = 0 if len(outside) == 0 else outside[-1] + 1
     return Settling(True, drift, noise, int(steps[first]))

@@ -1,0 +1,44 @@
+"""Tuning: each cell keeps the learning rate with the lowest mean final eval loss."""
+
+import math
+
+import pytest
+
+from optlab.analysis.cells import cells
+from tests.analysis.fake import fake_store
+
+SPEC = {
+    "name": "tuned",
+    "cases": {"x": {}, "y": {"model.nonlinearity": "gelu"}},
+    "tune": {"optimizer.lr": [1e-3, 1e-2]},
+    "seeds": [1, 2, 3],
+}
+
+
+def finals(run):
+    s = run.spec
+    lr, seed, case = s.optimizer.lr, s.train.seed, run.case
+    # x: lr 1e-3 has the lower eval loss, though 1e-2 has the higher test accuracy.
+    # y: lr 1e-3 is better on two seeds but diverges on the third, so 1e-2 is kept.
+    if case == "x":
+        loss = 0.5 if lr == 1e-3 else 0.6
+    else:
+        loss = (math.nan if seed == 3 else 0.1) if lr == 1e-3 else 0.4
+    accuracy = 0.8 + 0.01 * seed + (0.1 if lr == 1e-2 else 0.0)
+    return {"eval_loss": loss, "test_accuracy": accuracy, "test_loss": loss + seed}
+
+
+def test_each_cell_keeps_its_best_lr_by_mean_eval_loss(tmp_path):
+    table = cells(fake_store(tmp_path / "s.db", SPEC, finals), "tuned").set_index("case")
+    assert table.loc["x", "optimizer.lr"] == 1e-3 and table.loc["y", "optimizer.lr"] == 1e-2
+    assert table.loc["x", "test_accuracy"] == pytest.approx(0.82)  # mean over seeds 1..3
+    assert table.loc["y", "test_accuracy"] == pytest.approx(0.92)
+    assert table.loc["x", "test_loss"] == pytest.approx(2.5)
+    assert (table["seeds"] == 3).all() and (table["diverged"] == 0).all()
+    assert table.loc["x", "test_accuracy_lo"] <= 0.82 <= table.loc["x", "test_accuracy_hi"]
+
+
+def test_without_tune_axes_every_run_counts(tmp_path):
+    spec = {**SPEC, "tune": {}, "grid": {"optimizer.lr": [1e-3, 1e-2]}}
+    table = cells(fake_store(tmp_path / "s.db", spec, finals), "tuned")
+    assert len(table) == 4 and set(table["seeds"]) == {3}  # a cell per case × grid value

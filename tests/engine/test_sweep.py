@@ -1,0 +1,65 @@
+"""Sweeps: stacks and their order, resuming a killed sweep, the process pool."""
+
+import pytest
+
+from optlab.config import expand, load_experiment
+from optlab.engine import run_planned
+from optlab.engine.sweep import group_runs
+from optlab.store import Store
+
+SMALL = {"train.steps": 40, "train.eval_every": 20, "task.n_eval": 100, "task.n_test": 100}
+
+
+def _sweep(seeds=(1, 2)):
+    spec = load_experiment(
+        {
+            "name": "sweep",
+            "base": {"model": {"name": "final", "hidden_dim": 8}},
+            "cases": {"relu": {}, "gelu": {"model.nonlinearity": "gelu"}},
+            "tune": {"optimizer.lr": [1e-3, 1e-2]},
+            "seeds": list(seeds),
+        }
+    )
+    return expand(spec, SMALL)
+
+
+def test_stacks_split_by_shape_and_size_costliest_first():
+    specs = [p.spec for p in _sweep(seeds=(1, 2, 3))]
+    stacks = group_runs(specs, max_runs=4)
+    assert sorted(len(s) for s in stacks) == [2, 2, 4, 4]  # 2 shapes × 6 runs, cut at 4
+    assert all(len({s.model.nonlinearity for s in stack}) == 1 for stack in stacks)
+    assert [len(s) for s in stacks[:2]] == [4, 4]
+
+
+class Kill(Exception):
+    pass
+
+
+def test_a_killed_sweep_trains_only_what_was_missing(tmp_path):
+    planned = _sweep()
+    store = Store(tmp_path / "s.db")
+    seen = []
+
+    def kill_in_second_stack(n):
+        seen.append(n)
+        if sum(seen) > 4 * 40:  # past the first stack of 4 runs × 40 steps
+            raise Kill
+
+    with pytest.raises(Kill):
+        run_planned(planned, store, kill_in_second_stack)
+    done = [i for i, s in store.statuses([p.run_id for p in planned]).items() if s == "complete"]
+    assert len(done) == 4
+    retrained = run_planned(planned, store)
+    assert len(retrained) == 4 and not {o.run_id for o in retrained} & set(done)
+    assert run_planned(planned, store) == []
+
+
+def test_process_pool_gives_the_results_of_one_process(tmp_path):
+    planned = _sweep(seeds=(1,))
+    one, pool = Store(tmp_path / "one.db"), Store(tmp_path / "pool.db")
+    a = {o.run_id: o for o in run_planned(planned, one)}
+    b = {o.run_id: o for o in run_planned(planned, pool, workers=2, max_runs=1)}
+    assert a.keys() == b.keys() and len(a) == 4
+    for run_id in a:
+        assert b[run_id].test_loss == pytest.approx(a[run_id].test_loss, rel=1e-5)
+    assert set(pool.statuses(list(a)).values()) == {"complete"}
