@@ -72,3 +72,24 @@ def test_fractional_milestones_scale_with_the_horizon():
     assert schedules.batch_sizes(8, [0.5], 4, 4) == [8, 8, 32, 32]
     with pytest.raises(ValueError, match="horizon"):
         schedules.at_steps([0.5], 0)
+
+
+def test_any_eps_schedule_function_drives_torch_adam_as_the_rule_sees_it():
+    """LambdaEps on torch.optim.Adam with ε ×100 after step 20 equals the Adam rule given
+    ε_t = ε·f(t) at each step (float64, 60 steps)."""
+    f = lambda t: schedules.step(t, [20], 100.0)  # noqa: E731
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 2, generator=gen, dtype=torch.float64, requires_grad=True)
+    p, state = w.detach().clone()[None], rules.adam_init(w[None])
+    opt = torch.optim.Adam([w], lr=1e-2, eps=1e-4)
+    eps_sched = schedules.LambdaEps(opt, f)
+    for t in range(1, 61):
+        noise = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+        opt.zero_grad()
+        ((w - noise) ** 2).sum().backward()
+        opt.step()
+        eps_sched.step()
+        hyper = dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-4 * f(t), weight_decay=0.0)
+        p, state = rules.adam(p, 2 * (p - noise), state, t, **hyper)
+    assert torch.allclose(w.detach(), p[0], rtol=1e-10)
+    assert opt.param_groups[0]["eps"] == pytest.approx(1e-2)

@@ -23,6 +23,7 @@ from optlab.optim.closed_form import (
 )
 from optlab.optim.graft import graft, graft_tree
 from optlab.optim.groups import param_groups
+from optlab.optim.schedules import LambdaEps
 from optlab.optim.shells import SGD, Adam, AdamW, RMSprop, RuleShell, make_optimizer
 
 
@@ -140,6 +141,7 @@ __all__ = [
     "OPTIMIZERS",
     "Adam",
     "AdamW",
+    "LambdaEps",
     "RMSprop",
     "Rule",
     "RuleShell",

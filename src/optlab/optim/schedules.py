@@ -13,6 +13,7 @@ import bisect
 import math
 from collections.abc import Callable, Sequence
 
+import torch
 from torch import Tensor
 
 Schedule = Callable[[int], float]
@@ -96,3 +97,20 @@ def at_steps(milestones: Sequence[float], steps: int) -> list[int]:
     if any(m < 1 for m in milestones) and steps <= 0:
         raise ValueError("fractional milestones need the schedule's horizon: set its steps")
     return [int(m) if m >= 1 else round(m * steps) for m in milestones]
+
+
+class LambdaEps:
+    """ε_t = ε·f(t) for any torch.optim optimizer with an ``eps`` setting, as torch's LambdaLR
+    does for η: call ``step()`` after each ``optimizer.step()``. ``f`` is any schedule, e.g.
+    ``lambda t: step(t, [1000], 100.0)``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, f: Schedule) -> None:
+        self.optimizer, self.f, self.t = optimizer, f, 0
+        self.base = [group["eps"] for group in optimizer.param_groups]
+        self.step()
+
+    def step(self) -> None:
+        """Set ε for the optimizer's next step, t + 1."""
+        self.t += 1
+        for group, eps in zip(self.optimizer.param_groups, self.base, strict=True):
+            group["eps"] = eps * self.f(self.t)
