@@ -26,9 +26,14 @@ def _sweep(seeds=(1, 2)):
 def test_stacks_split_by_shape_and_size_costliest_first():
     specs = [p.spec for p in _sweep(seeds=(1, 2, 3))]
     stacks = group_runs(specs, max_runs=4)
-    assert sorted(len(s) for s in stacks) == [2, 2, 4, 4]  # 2 shapes × 6 runs, cut at 4
+    assert [len(s) for s in stacks] == [3, 3, 3, 3]  # 2 shapes × 6 runs, cut evenly below 4
     assert all(len({s.model.nonlinearity for s in stack}) == 1 for stack in stacks)
-    assert [len(s) for s in stacks[:2]] == [4, 4]
+    assert sorted(s.run_id for stack in stacks for s in stack) == sorted(s.run_id for s in specs)
+    wide = [
+        s.model_copy(update={"model": s.model.model_copy(update={"hidden_dim": 64})})
+        for s in specs[:2]
+    ]
+    assert group_runs(specs + wide, max_runs=4)[0] == wide  # the costliest stack first
 
 
 class Kill(Exception):

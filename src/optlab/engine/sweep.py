@@ -9,9 +9,12 @@ every core slow each other down many times over); every worker writes to the one
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -34,6 +37,7 @@ PER_RUN_NUMBERS = (
     "decay_strength",
     "decay_p",
 )
+PR_SET_PDEATHSIG = 1
 MAX_RUNS = 64  # runs per stack: past this a stack gains little, and workers balance better
 
 
@@ -49,11 +53,14 @@ def group_key(spec: RunSpec) -> str:
 
 
 def group_runs(specs: Sequence[RunSpec], max_runs: int = MAX_RUNS) -> list[list[RunSpec]]:
-    """Stackable runs together, in stacks of at most ``max_runs``, the costliest first."""
+    """Stackable runs together, in even stacks of at most ``max_runs``, the costliest first."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(group_key(spec), []).append(spec)
-    stacks = [g[lo : lo + max_runs] for g in groups.values() for lo in range(0, len(g), max_runs)]
+    stacks = []
+    for group in groups.values():
+        parts = -(-len(group) // max_runs)
+        stacks += [group[i::parts] for i in range(parts)]
     return sorted(stacks, key=cost, reverse=True)
 
 
@@ -90,9 +97,11 @@ def run_planned(
     threads = max(1, default_workers() // workers)
     context = multiprocessing.get_context("spawn")  # no forked OpenMP pools
     outcomes: list[Outcome] = []
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
         futures = {
-            pool.submit(_train_stack, [s.model_dump() for s in stack], store.path, threads): stack
+            pool.submit(_train_stack, [s.model_dump() for s in stack], store.path): stack
             for stack in stacks
         }
         while futures:
@@ -104,9 +113,16 @@ def run_planned(
     return outcomes
 
 
-def _train_stack(trees: list[dict], store_path: Path, threads: int) -> list[Outcome]:
-    """One stack in a worker process, with its share of the cores and its own connection."""
+def _worker_init(threads: int) -> None:
+    """A worker takes its share of the cores, and dies with its parent (Linux), so that a
+    killed sweep leaves no orphan training on; the next call retrains what was running."""
     torch.set_num_threads(threads)
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _train_stack(trees: list[dict], store_path: Path) -> list[Outcome]:
+    """One stack in a worker process, with its own store connection."""
     store = Store(store_path)
     try:
         return train_group([RunSpec.model_validate(t) for t in trees], store)
