@@ -8,16 +8,11 @@ state; the graft's hyperparameters hold each child's as a dict with its rule's n
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from optlab.optim.rules import State
 from optlab.stacking import per_run, run_axes
-
-GRAFT_MODES = ("tensor", "global")
-CHILDREN = ("magnitude", "direction")
 
 
 def _registry() -> dict:
@@ -50,7 +45,8 @@ def _sq_norm(x: Tensor) -> Tensor:
 def _ratio(num_sq: Tensor, den_sq: Tensor) -> Tensor:
     """‖Δ_M‖/‖Δ_D‖ per run, 0 where Δ_D = 0 (no direction to take)."""
     den = den_sq.sqrt()
-    return torch.where(den > 0, num_sq.sqrt() / den.clamp_min(math.ulp(0.0)), 0.0)
+    moving = den > 0
+    return torch.where(moving, num_sq.sqrt() / torch.where(moving, den, 1.0), 0.0)
 
 
 def graft(
@@ -67,8 +63,9 @@ def graft(
 
     θ_t = θ + (‖Δ_M‖/‖Δ_D‖)·Δ_D,   Δ_M = M(θ, g) − θ,  Δ_D = D(θ, g) − θ
 
-    (seed 003, Algorithm 2, with ε = 0 and a step of 0 where Δ_D = 0). ``graft_tree`` takes
-    the norms over all parameters together for ``graft = "global"``.
+    (seed 003, Algorithm 2, with ε = 0 and a step of 0 where Δ_D = 0). This function is the
+    per-tensor form whatever ``graft`` says; ``graft_tree``, which the engine and the shells
+    call, takes the norms over all parameters together for ``graft = "global"``.
     """
     dm, dd, new_state = _child_steps(param, grad, state, step, magnitude, direction)
     scale = _ratio(_sq_norm(dm), _sq_norm(dd))
@@ -91,11 +88,11 @@ def graft_tree(
         for k, p in params.items()
     }
     new_states = {k: s for k, (_, _, s) in steps.items()}
-    if next(iter(hypers.values()), {}).get("graft", "tensor") == "tensor":
-        scales = {k: _ratio(_sq_norm(dm), _sq_norm(dd)) for k, (dm, dd, _) in steps.items()}
-    else:
+    if next(iter(hypers.values()), {}).get("graft") == "global":
         num = sum(_sq_norm(dm) for dm, _, _ in steps.values())
         den = sum(_sq_norm(dd) for _, dd, _ in steps.values())
         scales = dict.fromkeys(params, _ratio(num, den))
+    else:
+        scales = {k: _ratio(_sq_norm(dm), _sq_norm(dd)) for k, (dm, dd, _) in steps.items()}
     new_params = {k: p + per_run(scales[k], p.dim()) * steps[k][1] for k, p in params.items()}
     return new_params, new_states
