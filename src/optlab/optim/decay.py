@@ -120,7 +120,6 @@ STATEFUL_DECAYS: dict[str, Callable[..., tuple[Tensor, State]]] = {
     "sign_ema": sign_ema,
 }
 DECAY_NAMES = (*DECAYS, *STATEFUL_DECAYS)
-DECAY_OPTIONS = ("decay_beta", "decay_strength", "decay_p")  # their settings, per run
 
 
 def decoupled(
