@@ -166,7 +166,8 @@ def print_summary(db: Store, run_ids: set[str]) -> None:
             _mean_sd([r.get("test_loss") for r in recs]),
         )
     console.print(table)
-    console.print("per run: optlab show --experiment NAME")
+    for name in sorted({r["experiment"] for recs in cells.values() for r in recs}):
+        console.print(f"per run: optlab show --experiment {name}")
 
 
 def _mean_sd(values: list) -> str:
@@ -232,7 +233,7 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
         "seconds",
     )
     for r in recs:
-        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items())
+        settings = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in r["settings"].items())
         status = r["status"] + (f"@{r['diverged_step']}" if r["diverged_step"] is not None else "")
         table.add_row(
             r["id"],
