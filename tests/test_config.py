@@ -110,6 +110,16 @@ def test_import_path_optimizer_is_accepted():
             {"eps_schedule": {"kind": "lr_equivalent"}, "lr_schedule": {"kind": "cosine"}},
             "stays > 0",
         ),
+        ({"name": "sgd", "decay": "l1"}, "sgd adds λθ to its gradient; decay 'l1' is for"),
+        (
+            {"name": "graft", "magnitude": "sgd", "direction": "adamw", "decay": "dropout"},
+            "magnitude, with what it inherits: sgd adds λθ",
+        ),
+        ({"name": "signum", "eps_schedule": {"kind": "warmup"}}, "signum has no eps to schedule"),
+        (
+            {"name": "torch.optim.Adagrad", "eps_schedule": {"kind": "warmup"}},
+            "use optim.LambdaEps",
+        ),
     ],
 )
 def test_bad_optimizer_specs_get_one_line_naming_the_valid_choices(optimizer, fragment):

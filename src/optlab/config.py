@@ -187,7 +187,40 @@ class OptimizerSpec(_Strict):
             s = self.lr_schedule
             if (s.kind == "cosine" and s.final == 0) or (s.kind == "step" and s.gamma == 0):
                 raise ValueError("eps_schedule lr_equivalent needs a learning rate that stays > 0")
+        self._read_by_the_rule()
         return self
+
+    def _read_by_the_rule(self) -> None:
+        """A decay variant or an ε schedule that the rule would not read is an error, not a
+        silent no-op (a graft's children are checked with what they inherit)."""
+        if self.name not in OPTIMIZERS:
+            if self.eps_schedule.kind != "constant":
+                raise ValueError("eps_schedule is for optlab's rules; use optim.LambdaEps")
+            return
+        specs = [self]
+        if self.name == "graft":
+            specs = []
+            for role in ("magnitude", "direction"):
+                try:
+                    specs.append(self.child(role))
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{role}, with what it inherits: {msg}") from None
+        reads = [OPTIMIZERS[s.name].hyper(s) for s in specs]
+        if self.eps_schedule.kind != "constant" and not any("eps" in r for r in reads):
+            raise ValueError(f"{self.name} has no eps to schedule")
+        for spec, read in zip(specs, reads, strict=True):
+            if spec.decay != "l2" and "decay" not in read:
+                default = OptimizerSpec.model_construct()  # defaults, without validation
+                decoupled = [
+                    n
+                    for n in OPTIMIZERS
+                    if n != "graft" and "decay" in OPTIMIZERS[n].hyper(default)
+                ]
+                raise ValueError(
+                    f"{spec.name} adds λθ to its gradient; decay {spec.decay!r} is for the "
+                    f"rules with decoupled decay: {', '.join(decoupled)}"
+                )
 
     def child(self, role: str) -> OptimizerSpec:
         """A graft's ``magnitude`` or ``direction`` rule: this spec's fields, its own over them."""
