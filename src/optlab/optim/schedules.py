@@ -68,7 +68,8 @@ def make_schedule(spec, steps: int) -> Schedule:
 def optimizer_schedules(spec, steps: int | None) -> tuple[Schedule, Schedule, Schedule | None]:
     """For an ``OptimizerSpec`` over ``steps`` steps: η's factor, ε's factor, and r_t = η/η_t
     where ``eps_schedule`` is ``lr_equivalent`` (else None). ``lr_equivalent`` realises the
-    learning-rate schedule through ε, so η's factor is then 1."""
+    learning-rate schedule through ε, so η's factor is then 1 (and AdamW's decoupled decay,
+    ηλθ, sees the constant η: the equivalence is exact for the Adam step)."""
     lr = make_schedule(spec.lr_schedule, spec.lr_schedule.steps or steps or 0)
     if spec.eps_schedule.kind == "lr_equivalent":
         return constant, constant, lambda t: 1.0 / lr(t)
