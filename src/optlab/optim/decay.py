@@ -54,7 +54,7 @@ DECAYS: dict[str, Callable[..., Tensor]] = {"l2": l2, "l1": l1, "min": min_abs, 
 def grad_scaled(
     theta: Tensor, grad: Tensor, state: State, lr, weight_decay, *, decay_beta, decay_strength, **_
 ) -> tuple[Tensor, State]:
-    """Gradient-dependent L2: small gradients signal crystallisation (strong decay), large ones
+    """Gradient-dependent L2 (seed 000, next steps): small gradients signal crystallisation (strong decay), large ones
     learning (weak decay). With ḡ_t = β ḡ_{t−1} + (1−β)|g_t| and r = ḡ_t / mean(ḡ_t) over each
     run's tensor,
 
@@ -84,7 +84,8 @@ def dropout(
     generators: Sequence[torch.Generator] | None = None,
     **_,
 ) -> tuple[Tensor, State]:
-    """L2 decay on a random fraction p of the coordinates each step (p = ``decay_p``):
+    """L2 decay dropout (seed 000, next steps) on a random fraction p = ``decay_p`` of the
+    coordinates each step:
 
     θ ← θ − ηλ·ξ⊙θ,  ξ_i ~ Bernoulli(p) drawn afresh each step from each run's generator
 
@@ -101,7 +102,7 @@ def dropout(
 def sign_ema(
     theta: Tensor, grad: Tensor, state: State, lr, weight_decay, *, decay_beta, **_
 ) -> tuple[Tensor, State]:
-    """L1 decay gated by an EMA of the parameter's sign (β = ``decay_beta``):
+    """L1 decay gated by an EMA of the parameter's sign (seed 000, next steps; β = ``decay_beta``):
 
     s̄_t = β s̄_{t−1} + (1−β) sign θ_{t−1}  (s̄_0 = sign θ_0),   θ ← θ − ηλ·s̄_t
 

@@ -1,8 +1,9 @@
 """Schedules: multipliers of a base value as a function of the step t (counted from 1).
 
-A learning-rate schedule gives η_t = η·f(t); an epsilon schedule gives ε_t = ε·f(t)
-(seed 001, "Epsilon Scheduler stuff": ε should grow where η would shrink, e.g. at
-milestones). Any ``Callable[[int], float]`` is a schedule; ``make_schedule`` builds the
+A learning-rate schedule gives η_t = η·f(t) (seed 001, "LR scheduler ideas"); an epsilon
+schedule gives ε_t = ε·f(t) (seed 001, "Epsilon Scheduler stuff": ε should grow where η
+would shrink, e.g. at milestones); a batch schedule grows B_t with η/B fixed (seed 001,
+AdaBatch). Any ``Callable[[int], float]`` is a schedule; ``make_schedule`` builds the
 named kinds of ``optlab.config.ScheduleSpec``. The factor is shared by every run of a
 stacked group, so it multiplies an (R,) hyperparameter tensor as it multiplies a number.
 """
