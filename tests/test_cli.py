@@ -83,6 +83,54 @@ def test_report_and_export_of_a_small_experiment(tmp_path):
     assert len(list(logs.glob("small/base/*/events.out.tfevents.*"))) == 1
 
 
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--set", "optimizer.bias_correction=full"], "optimizer.bias_correction: 'full'"),
+        (["--set", "optimizer.name=nested"], "valid: adamw, adam, sgd, rmsprop, nested_adam"),
+        (["--set", "optimizer.lr_schedule.kind=linear"], "optimizer.lr_schedule.kind: 'linear'"),
+        (["--set", "optimizer.magnitude=lion"], "a graft's child is one of adamw"),
+    ],
+)
+def test_bad_optimizer_options_exit_2_naming_the_valid_ones(tmp_path, args, fragment):
+    store = tmp_path / "store" / "optlab.db"
+    result = runner.invoke(app, ["run", "optimizers", *args, "--store", str(store)])
+    assert result.exit_code == 2
+    assert fragment in result.output and result.output.strip().count("\n") == 0
+    assert not store.parent.exists()
+
+
+def test_unknown_option_in_a_toml_file_lists_the_valid_options(tmp_path):
+    spec = tmp_path / "e.toml"
+    spec.write_text('name = "e"\n[base.optimizer]\nname = "signum"\nbeta = 0.9\n')
+    result = runner.invoke(app, ["run", str(spec), "--store", str(tmp_path / "s" / "s.db")])
+    assert result.exit_code == 2
+    assert "optimizer.beta: unknown option; valid: name, lr, betas" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_run_over_seeds_prints_mean_and_sd_per_case(tmp_path):
+    spec = tmp_path / "e.toml"
+    spec.write_text(
+        'name = "e"\nseeds = [1, 2]\n[base.model]\nname = "centers"\nhidden_dim = 8\n'
+        '[cases.adamw]\n"optimizer.name" = "adamw"\n'
+        '[cases.graft]\n"optimizer.name" = "graft"\n"optimizer.magnitude" = "adamw"\n'
+        '"optimizer.direction" = "signsgd"\n'
+    )
+    store = str(tmp_path / "s.db")
+    result = runner.invoke(app, ["run", str(spec), *TINY, "--store", store])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "±" in line and "mean" not in line]
+    assert len(rows) == 2 and "adamw" in rows[0] and "graft" in rows[1]
+    records = json.loads(runner.invoke(app, ["show", "--json", "--store", store]).output)
+    for case in ("adamw", "graft"):
+        accs = [r["test_accuracy"] for r in records if r["case"] == case]
+        mean = sum(accs) / 2
+        assert f"{mean:.4f} ± {abs(accs[0] - accs[1]) / 2**0.5:.4f}" in next(
+            row for row in rows if case in row
+        )
+
+
 def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experiments(tmp_path):
     spec = tmp_path / "optimization.toml"
     spec.write_text(

@@ -79,6 +79,96 @@ def test_probes_default_and_unknown_probe_is_one_line():
         expand(load_experiment({"name": "e"}), {"probes.record": ["params", "nope"]})
 
 
+@pytest.mark.parametrize(
+    "optimizer,fragment",
+    [
+        (
+            {"name": "nested", "lr": 1e-3},
+            "optimizer.name: 'nested' is not allowed: unknown optimizer; valid: adamw, adam, sgd, rmsprop, nested_adam",
+        ),
+        (
+            {"bias_corection": "exact"},
+            "optimizer.bias_corection: unknown option; valid: name, lr, betas",
+        ),
+        (
+            {"lr_schedule": {"knd": "cosine"}},
+            "optimizer.lr_schedule.knd: unknown option; valid: kind, warmup",
+        ),
+        ({"lr_schedule": {"kind": "linear"}}, "optimizer.lr_schedule.kind: 'linear'"),
+        ({"bias_correction": "full"}, "'none', 'standard' or 'exact'"),
+        ({"blocks": "rows"}, "optimizer.blocks: 'rows'"),
+        ({"decay": "l3"}, "grad_scaled, dropout, sign_ema"),
+        ({"decay_p": 1.5}, "optimizer.decay_p: 1.5"),
+        ({"name": "graft", "magnitude": "sgd"}, "graft needs magnitude and direction"),
+        (
+            {"name": "graft", "magnitude": "graft", "direction": "sgd"},
+            "a graft's child is one of adamw",
+        ),
+        (
+            {"name": "graft", "magnitude": {"name": "sgd", "lrr": 1}, "direction": "sgd"},
+            "lrr: unknown option",
+        ),
+        (
+            {"name": "sgd", "eps_schedule": {"kind": "lr_equivalent"}},
+            "lr_equivalent is for adam and adamw",
+        ),
+        (
+            {"eps_schedule": {"kind": "lr_equivalent"}, "lr_schedule": {"kind": "cosine"}},
+            "stays > 0",
+        ),
+        ({"name": "sgd", "decay": "l1"}, "sgd adds λθ to its gradient; decay 'l1' is for"),
+        (
+            {"name": "graft", "magnitude": "sgd", "direction": "adamw", "decay": "dropout"},
+            "magnitude, with what it inherits: sgd adds λθ",
+        ),
+        ({"name": "signum", "eps_schedule": {"kind": "warmup"}}, "signum has no eps to schedule"),
+        (
+            {"name": "torch.optim.Adagrad", "eps_schedule": {"kind": "warmup"}},
+            "use optim.LambdaEps",
+        ),
+    ],
+)
+def test_bad_optimizer_specs_get_one_line_naming_the_valid_choices(optimizer, fragment):
+    spec = {"name": "t", "base": {"optimizer": optimizer}}
+    with pytest.raises(SpecError) as err:
+        load_experiment(spec)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_graft_children_inherit_the_parent_fields_under_their_own():
+    spec = load_experiment(
+        {
+            "name": "t",
+            "base": {
+                "optimizer": {
+                    "name": "graft",
+                    "lr": 0.05,
+                    "weight_decay": 0.0,
+                    "magnitude": {"name": "sgd", "lr": 0.5},
+                    "direction": "adamw",
+                }
+            },
+        }
+    )
+    opt = expand(spec)[0].spec.optimizer
+    assert (opt.child("magnitude").lr, opt.child("direction").lr) == (0.5, 0.05)
+    assert opt.child("direction").weight_decay == 0.0 and opt.child("direction").name == "adamw"
+
+
+def test_new_keys_can_be_set_from_the_command_line_language():
+    spec = load_experiment("ladder")
+    runs = expand(
+        spec,
+        {
+            "optimizer.lr_schedule.kind": "cosine",
+            "optimizer.lr_schedule.warmup": 10,
+            "train.batch_milestones": [100],
+        },
+    )
+    assert runs[0].spec.optimizer.lr_schedule.warmup == 10
+    assert runs[0].spec.n_train == 100 * 32 + 9_900 * 64
+
+
 def test_tune_axes_expand_like_a_grid_and_profiles_override_per_case():
     spec = load_experiment("final")
     runs = expand(spec, profile="quick", seeds=[1, 2])

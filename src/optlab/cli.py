@@ -69,7 +69,7 @@ def list_() -> None:
     """The catalog's experiments, and the models, optimizers, decay rules and probes a spec can name."""
     from optlab.models import MODELS
     from optlab.optim import OPTIMIZERS
-    from optlab.optim.decay import DECAYS
+    from optlab.optim.decay import DECAY_NAMES
     from optlab.probes import PROBES
 
     table = Table("experiment", "description")
@@ -78,7 +78,7 @@ def list_() -> None:
     console.print(table)
     console.print(f"models: {', '.join(MODELS)}")
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
-    console.print(f"decay rules (adamw): {', '.join(DECAYS)}")
+    console.print(f"decay rules (decoupled): {', '.join(DECAY_NAMES)}")
     console.print(f"probes (probes.record): {', '.join(PROBES)}")
 
 
@@ -96,7 +96,11 @@ def run(
     specs, planned = plan(experiment, set_, profile, seeds)
     db = Store(store)
     train(specs, planned, db, workers)
-    print_results(db, {p.run_id for p in planned}, None)
+    run_ids = {p.run_id for p in planned}
+    if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
+        print_summary(db, run_ids)  # several seeds per cell
+    else:
+        print_results(db, run_ids, None)
     db.close()
 
 
@@ -129,6 +133,52 @@ def train(
             workers=workers or default_workers(),
             experiments=specs,
         )
+
+
+def _cell(spec) -> str:
+    """A run's config without its training seed: the runs of one cell share it."""
+    return spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 0})}).run_id
+
+
+def print_summary(db: Store, run_ids: set[str]) -> None:
+    """One row per cell (a case, or a case's grid point): mean ± sd over its seeds of the
+    final test metrics."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for r in records(db, None, run_ids):
+        rest = {k: v for k, v in r["settings"].items() if k != "train.seed"}
+        rest["experiment"] = r["experiment"]
+        cells.setdefault((r["case"], json.dumps(rest, sort_keys=True, default=str)), []).append(r)
+    grids = {}
+    for case, rest in cells:
+        siblings = [json.loads(k) for c, k in cells if c == case]  # the case's grid points
+        own = json.loads(rest)
+        grids[case, rest] = {k: v for k, v in own.items() if len({str(s[k]) for s in siblings}) > 1}
+    grid_col = ["grid"] if any(grids.values()) else []
+    table = Table(
+        "case", *grid_col, "seeds", "diverged", "test acc (mean ± sd)", "test loss (mean ± sd)"
+    )
+    for cell, recs in cells.items():
+        grid = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in grids[cell].items())
+        table.add_row(
+            cell[0],
+            *([grid] if grid_col else []),
+            str(len(recs)),
+            str(sum(r["diverged_step"] is not None for r in recs)),
+            _mean_sd([r.get("test_accuracy") for r in recs]),
+            _mean_sd([r.get("test_loss") for r in recs]),
+        )
+    console.print(table)
+    for name in sorted({r["experiment"] for recs in cells.values() for r in recs}):
+        console.print(f"per run: optlab show --experiment {name}")
+
+
+def _mean_sd(values: list) -> str:
+    finite = [v for v in values if not _missing(v) and math.isfinite(v)]
+    if not finite:
+        return "-"
+    mean = sum(finite) / len(finite)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / max(1, len(finite) - 1))
+    return f"{mean:.4f} ± {sd:.4f}" + (f" (n={len(finite)})" if len(finite) < len(values) else "")
 
 
 def records(
@@ -185,7 +235,7 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
         "seconds",
     )
     for r in recs:
-        settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in r["settings"].items())
+        settings = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in r["settings"].items())
         status = r["status"] + (f"@{r['diverged_step']}" if r["diverged_step"] is not None else "")
         table.add_row(
             r["id"],

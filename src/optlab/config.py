@@ -19,11 +19,20 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from optlab.models import MODEL_DEFAULTS, MODELS
 from optlab.optim import OPTIMIZERS, is_import_path
-from optlab.optim.decay import DECAYS
+from optlab.optim.decay import DECAY_NAMES
+from optlab.optim.schedules import batch_sizes
 
 
 class SpecError(ValueError):
@@ -75,8 +84,26 @@ class ModelSpec(_Strict):
         return self
 
 
+class ScheduleSpec(_Strict):
+    """A schedule as a factor of its base value (see ``optlab.optim.schedules``)."""
+
+    kind: Literal["constant", "warmup", "cosine", "step", "lr_equivalent"] = "constant"
+    warmup: int = Field(0, ge=0, description="linear warmup steps (warmup, cosine, step)")
+    milestones: list[PositiveFloat] = Field(
+        default_factory=list, description="step: where γ applies; < 1: a fraction of the steps"
+    )
+    gamma: float = Field(0.1, gt=0, description="step: the factor at each milestone")
+    final: float = Field(0.0, ge=0, description="cosine: the factor it ends at")
+    steps: int | None = Field(None, ge=1, description="cosine: horizon T; None: train.steps")
+
+
 class OptimizerSpec(_Strict):
-    """An update rule and its hyperparameters; ``name`` may be a torch.optim import path."""
+    """An update rule and its hyperparameters; ``name`` may be a torch.optim import path.
+
+    Each rule reads the fields it needs (``optlab.optim.OPTIMIZERS``); the decay options
+    apply to every rule with decoupled decay; a graft's children inherit every field but
+    their own (``child``).
+    """
 
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -84,10 +111,24 @@ class OptimizerSpec(_Strict):
     eps: float = Field(1e-8, ge=0)
     weight_decay: float = Field(1e-2, ge=0)
     decay: str = "l2"
+    decay_beta: float = Field(0.99, ge=0, lt=1, description="EMA rate of grad_scaled, sign_ema")
+    decay_strength: float = Field(1.0, ge=0, description="grad_scaled's γ")
+    decay_p: float = Field(0.5, ge=0, le=1, description="dropout: fraction decayed per step")
+    decay_groups: dict[str, float] = Field(
+        default_factory=dict, description="name pattern -> λ; first match wins"
+    )
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     alpha: float = Field(0.99, ge=0, lt=1)
     centered: bool = False
+    bias_correction: Literal["none", "standard", "exact"] = "standard"
+    blocks: Literal["tensor", "row", "column", "block"] = "tensor"
+    block_size: int = Field(64, ge=1, description="blocks = block: entries per block")
+    magnitude: str | dict[str, Any] | None = Field(None, description="graft: the step size's rule")
+    direction: str | dict[str, Any] | None = Field(None, description="graft: the direction's rule")
+    graft: Literal["tensor", "global"] = "tensor"
+    lr_schedule: ScheduleSpec = ScheduleSpec()
+    eps_schedule: ScheduleSpec = ScheduleSpec()
     kwargs: dict[str, Any] = Field(default_factory=dict, description="for import-path optimizers")
 
     @field_validator("name")
@@ -110,7 +151,93 @@ class OptimizerSpec(_Strict):
     @field_validator("decay")
     @classmethod
     def _known_decay(cls, decay: str) -> str:
-        return _one_of(decay, DECAYS, "decay rule")
+        return _one_of(decay, DECAY_NAMES, "decay rule")
+
+    @field_validator("decay_groups")
+    @classmethod
+    def _nonnegative_group_decay(cls, groups: dict[str, float]) -> dict[str, float]:
+        if any(v < 0 for v in groups.values()):
+            raise ValueError("each group's weight decay must be >= 0")
+        return groups
+
+    @field_validator("magnitude", "direction")
+    @classmethod
+    def _graft_child(cls, value: str | dict | None) -> str | dict | None:
+        if value is None:
+            return value
+        fields = value if isinstance(value, dict) else {"name": value}
+        children = [n for n in OPTIMIZERS if n != "graft"]
+        if fields.get("name") not in children:
+            raise ValueError(f"a graft's child is one of {', '.join(children)}")
+        try:
+            OptimizerSpec.model_validate(fields)
+        except ValidationError as err:
+            raise ValueError(_format_error(err, "child", OptimizerSpec)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptimizerSpec:
+        if self.name == "graft" and (self.magnitude is None or self.direction is None):
+            raise ValueError("graft needs magnitude and direction (rule names or tables)")
+        if self.lr_schedule.kind == "lr_equivalent":
+            raise ValueError("lr_schedule.kind lr_equivalent is an eps_schedule kind")
+        if self.eps_schedule.kind == "lr_equivalent":
+            if self.name not in ("adam", "adamw"):
+                raise ValueError("eps_schedule lr_equivalent is for adam and adamw")
+            s = self.lr_schedule
+            if (s.kind == "cosine" and s.final == 0) or (s.kind == "step" and s.gamma == 0):
+                raise ValueError("eps_schedule lr_equivalent needs a learning rate that stays > 0")
+        self._read_by_the_rule()
+        return self
+
+    def _read_by_the_rule(self) -> None:
+        """A decay variant or an ε schedule that the rule would not read is an error, not a
+        silent no-op (a graft's children are checked with what they inherit)."""
+        if self.name not in OPTIMIZERS:
+            if self.eps_schedule.kind != "constant":
+                raise ValueError("eps_schedule is for optlab's rules; use optim.LambdaEps")
+            return
+        specs = [self]
+        if self.name == "graft":
+            specs = []
+            for role in ("magnitude", "direction"):
+                try:
+                    specs.append(self.child(role))
+                except ValidationError as err:
+                    msg = err.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{role}, with what it inherits: {msg}") from None
+        reads = [OPTIMIZERS[s.name].hyper(s) for s in specs]
+        if self.eps_schedule.kind != "constant" and not any("eps" in r for r in reads):
+            raise ValueError(f"{self.name} has no eps to schedule")
+        for spec, read in zip(specs, reads, strict=True):
+            if spec.decay != "l2" and "decay" not in read:
+                default = OptimizerSpec.model_construct()  # defaults, without validation
+                decoupled = [
+                    n
+                    for n in OPTIMIZERS
+                    if n != "graft" and "decay" in OPTIMIZERS[n].hyper(default)
+                ]
+                raise ValueError(
+                    f"{spec.name} adds λθ to its gradient; decay {spec.decay!r} is for the "
+                    f"rules with decoupled decay: {', '.join(decoupled)}"
+                )
+
+    def child(self, role: str) -> OptimizerSpec:
+        """A graft's ``magnitude`` or ``direction`` rule: this spec's fields, its own over them."""
+        value = getattr(self, role)
+        own = value if isinstance(value, dict) else {"name": value}
+        inherited = self.model_dump(
+            exclude={
+                "magnitude",
+                "direction",
+                "graft",
+                "decay_groups",
+                "kwargs",
+                "lr_schedule",
+                "eps_schedule",
+            }
+        )
+        return OptimizerSpec.model_validate({**inherited, **own})
 
 
 class TrainSpec(_Strict):
@@ -119,9 +246,19 @@ class TrainSpec(_Strict):
     steps: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_every: int = Field(50, ge=1)
+    batch_milestones: list[PositiveFloat] = Field(
+        default_factory=list,
+        description="steps after which the batch grows (η/B kept fixed); < 1: a fraction of steps",
+    )
+    batch_factor: int = Field(2, ge=1, description="the batch's growth at each milestone")
     data: Literal["stream", "dataset"] = "stream"
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """B_t for t = 1..steps (``optlab.optim.schedules.batch_sizes``)."""
+        return batch_sizes(self.batch_size, self.batch_milestones, self.batch_factor, self.steps)
 
 
 class ProbeSpec(_Strict):
@@ -164,7 +301,7 @@ class RunSpec(_Strict):
     def n_train(self) -> int:
         """Training points drawn: one fresh batch per step in stream mode, as the paper."""
         t = self.train
-        return t.steps * t.batch_size if t.data == "stream" else self.task.n_train
+        return sum(t.batch_sizes) if t.data == "stream" else self.task.n_train
 
 
 class ExperimentSpec(_Strict):
@@ -230,6 +367,8 @@ def _valid_keys(model: type[BaseModel] = RunSpec, prefix: str = "") -> list[str]
     for name, field in model.model_fields.items():
         sub = field.annotation
         if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if prefix:  # a nested table may also be set whole, e.g. optimizer.lr_schedule
+                keys.append(f"{prefix}{name}")
             keys += _valid_keys(sub, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")
@@ -256,18 +395,34 @@ def _apply(run: dict, overrides: dict[str, Any]) -> dict:
     return run
 
 
-def _format_error(err: ValidationError, context: str) -> str:
+def _format_error(err: ValidationError, context: str, model: type[BaseModel] | None = None) -> str:
+    """One line: the field, the value, what is allowed (for an unknown field: the valid ones)."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or context
+    if first["type"] == "extra_forbidden" and model is not None:
+        owner = _model_at(model, first["loc"][:-1])
+        if owner is not None:
+            return f"{loc}: unknown option; valid: {', '.join(owner.model_fields)}"
     msg = first["msg"].removeprefix("Value error, ")
     return f"{loc}: {first.get('input')!r} is not allowed: {msg}"
+
+
+def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The spec model that the field path ``path`` leads to from ``model``, if any."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        sub = field.annotation if field else None
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return None
+        model = sub
+    return model
 
 
 def validate_run(tree: dict) -> RunSpec:
     try:
         return RunSpec.model_validate(tree)
     except ValidationError as err:
-        raise SpecError(_format_error(err, "run")) from None
+        raise SpecError(_format_error(err, "run", RunSpec)) from None
 
 
 # ---- loading and expansion ---------------------------------------------------------------

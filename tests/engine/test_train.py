@@ -111,3 +111,16 @@ def test_import_path_optimizer_trains_like_the_builtin_rule(tmp_path):
     a, b = _curves(store, builtin[0].run_id), _curves(store, torch_path[0].run_id)
     assert ((a - b).abs() <= 1e-5 * b.abs() + 1e-6).all()
     assert a["train"]["loss"].iloc[-1] != a["train"]["loss"].iloc[0]
+
+
+def test_a_growing_batch_trains_in_both_data_modes(tmp_path):
+    """Batch 8 → 16 → 32 at steps 20 and 40: every run completes its 60 steps and learns."""
+    grow = {"train.batch_size": 8, "train.batch_milestones": [20, 40], "train.batch_factor": 2}
+    stream = _plan(seeds=(1,), **grow)
+    dataset = _plan(seeds=(1,), **grow, **{"train.data": "dataset", "task.n_train": 100})
+    assert stream[0].spec.n_train == 20 * 8 + 20 * 16 + 20 * 32
+    store = Store(tmp_path / "s.db")
+    assert all(o.diverged_step is None for o in run_planned(stream + dataset, store))
+    for p in stream + dataset:
+        train = _curves(store, p.run_id)["train"]["loss"]
+        assert len(train) == 60 and train.iloc[-10:].mean() < train.iloc[:10].mean()

@@ -9,6 +9,7 @@ step when the batch covers it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -24,25 +25,28 @@ class Batches:
         self,
         env: Environment,
         mode: str,
-        batch_size: int,
+        batch_size: int | Sequence[int],
         seeds: Sequence[int],
         device: torch.device,
     ) -> None:
+        """``batch_size``: one B for every step, or B_t for each step t (a batch schedule)."""
         self.x, self.y = env.tensors("train", device)
-        self.mode, self.batch_size = mode, batch_size
-        self.full = mode == "dataset" and batch_size >= len(self.x)
+        self.mode = mode
+        self.sizes = [batch_size] if isinstance(batch_size, int) else list(batch_size)
+        self.starts = list(itertools.accumulate(self.sizes, initial=0))  # stream offsets
         self.generators = [torch.Generator().manual_seed(s ^ SAMPLING_SALT) for s in seeds]
         self.order: Tensor | None = None
         self.pos = 0
 
     def __call__(self, t: int) -> tuple[Tensor, Tensor]:
-        """Batch for step t (from 0): x (1 or R, B, D) and y (1 or R, B)."""
-        if self.full:
-            return self.x[None], self.y[None]
-        b = self.batch_size
-        if self.mode == "stream":
-            return self.x[None, t * b : (t + 1) * b], self.y[None, t * b : (t + 1) * b]
+        """Batch for step t (from 0): x (1 or R, B_t, D) and y (1 or R, B_t)."""
+        b = self.sizes[min(t, len(self.sizes) - 1)]
         n = len(self.x)
+        if self.mode == "dataset" and b >= n:
+            return self.x[None], self.y[None]
+        if self.mode == "stream":
+            lo = t * b if len(self.sizes) == 1 else self.starts[t]
+            return self.x[None, lo : lo + b], self.y[None, lo : lo + b]
         if self.order is None or self.pos + b > n:
             perms = [torch.randperm(n, generator=g) for g in self.generators]
             self.order, self.pos = torch.stack(perms).to(self.x.device), 0

@@ -1,8 +1,11 @@
 """The engine's optimizer: one rule applied to a group of R stacked runs.
 
-Built-in rules get each run's numeric hyperparameters as (R,) tensors; an optimizer
-named by import path runs as ``torch.optim`` would, on groups of one run (the engine
-groups such runs alone, since an arbitrary optimizer may mix the runs of a stack).
+Built-in rules get each run's numeric hyperparameters as (R,) tensors; at each step the
+group's schedules scale η and ε (and η follows the batch size, B_t/B, when the batch
+grows), decay groups give matching parameters their own λ, and decay dropout draws from
+each run's own generator. An optimizer named by import path runs as ``torch.optim``
+would, on groups of one run (the engine groups such runs alone, since an arbitrary
+optimizer may mix the runs of a stack).
 """
 
 from __future__ import annotations
@@ -13,22 +16,58 @@ import torch
 from torch import Tensor
 
 from optlab.optim import OPTIMIZERS, resolve_import_path
+from optlab.optim.apply import (
+    scaled,
+    tree_step,
+    with_generators,
+    with_weight_decay,
+    without_weight_decay,
+)
+from optlab.optim.groups import weight_decay_for
+from optlab.optim.schedules import optimizer_schedules
+
+DECAY_SALT = 0xDECA  # keeps decay dropout's stream apart from the init and sampling streams
 
 
 class StackedOptimizer:
-    def __init__(self, specs: Sequence, params: dict[str, Tensor]) -> None:
+    def __init__(
+        self,
+        specs: Sequence,
+        params: dict[str, Tensor],
+        steps: int | None = None,
+        seeds: Sequence[int] | None = None,
+        batch_sizes: Sequence[int] | None = None,
+    ) -> None:
         self.params = params
         self.t = 0
-        name = specs[0].name
-        if name in OPTIMIZERS:
-            self.rule = OPTIMIZERS[name]
-            self.hyper = _stack_hyper([self.rule.hyper(s) for s in specs], params)
+        spec = specs[0]
+        self.lr_factor, self.eps_factor, self.eps_lr_ratio = optimizer_schedules(spec, steps)
+        self.batch_sizes = batch_sizes
+        if spec.name in OPTIMIZERS:
+            self.rule = OPTIMIZERS[spec.name]
+            hyper = _stack_hyper([self.rule.hyper(s) for s in specs], params)
+            seeds = seeds if seeds is not None else range(len(specs))
+            hyper = with_generators(
+                hyper, [torch.Generator().manual_seed(s ^ DECAY_SALT) for s in seeds]
+            )
+            self.hypers = {}
+            for name in params:
+                group_decay = weight_decay_for(name, spec.decay_groups)
+                self.hypers[name] = (
+                    hyper if group_decay is None else with_weight_decay(hyper, group_decay)
+                )
             self.state = {k: self.rule.init(p) for k, p in params.items()}
             self.torch_optimizer = None
         else:
             (spec,) = specs  # one run per group
-            cls = resolve_import_path(name)
+            cls = resolve_import_path(spec.name)
             self.torch_optimizer = cls(list(params.values()), lr=spec.lr, **spec.kwargs)
+            self.base_lr = spec.lr
+
+    def lr_scale(self, t: int) -> float:
+        """η_t/η at step t: the schedule's factor times B_t/B (AdaBatch: η/B stays fixed)."""
+        batch = self.batch_sizes[t - 1] / self.batch_sizes[0] if self.batch_sizes else 1.0
+        return self.lr_factor(t) * batch
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor]) -> None:
@@ -37,40 +76,67 @@ class StackedOptimizer:
         if self.torch_optimizer is not None:
             for p, g in zip(self.params.values(), grads, strict=True):
                 p.grad = g
+            for group in self.torch_optimizer.param_groups:
+                group["lr"] = self.base_lr * self.lr_scale(self.t)
             self.torch_optimizer.step()
             return
-        for (name, p), g in zip(self.params.items(), grads, strict=True):
-            new_p, self.state[name] = self.rule.update(p, g, self.state[name], self.t, **self.hyper)
-            p.copy_(new_p)
+        new_params, self.state = tree_step(
+            self.rule,
+            self.params,
+            dict(zip(self.params, grads, strict=True)),
+            self.state,
+            self.t,
+            self.hypers_at(self.t),
+        )
+        for name, p in self.params.items():
+            p.copy_(new_params[name])
+
+    def hypers_at(self, t: int) -> dict[str, dict]:
+        """Per tensor, the hyperparameters of step t: η and ε scaled by their schedules."""
+        lr_scale, eps_scale = self.lr_scale(t), self.eps_factor(t)
+        hypers = {k: scaled(h, lr=lr_scale, eps=eps_scale) for k, h in self.hypers.items()}
+        if self.eps_lr_ratio is not None:
+            ratio = self.eps_lr_ratio(t)
+            hypers = {k: {**h, "eps_lr_ratio": ratio} for k, h in hypers.items()}
+        return hypers
 
     def hyper_for(self, name: str) -> dict:
-        """The hyperparameters the rule applies to tensor ``name`` (numbers as (R,) tensors);
-        empty for an optimizer named by import path. Probes read η, β1, β2 here."""
-        return self.hyper if self.torch_optimizer is None else {}
+        """The hyperparameters the last step applied to tensor ``name`` (numbers as (R,)
+        tensors); empty for an optimizer named by import path. Probes read η, β1, β2 here."""
+        if self.torch_optimizer is not None:
+            return {}
+        return self.hypers_at(max(self.t, 1))[name]
 
     @torch.no_grad()
     def without_decay(self, grads: Sequence[Tensor]) -> dict[str, Tensor] | None:
-        """The parameters the next step would give with weight decay switched off (λ = 0 and,
-        for AdamW, decay ``none``), from the current state, changing nothing; None for an
-        optimizer named by import path. The ``update`` probe splits each step with it."""
+        """The parameters the next step would give with weight decay switched off (λ = 0 and
+        decay ``none`` in the rule and any child), from the current state, changing nothing;
+        None for an optimizer named by import path. The ``update`` probe splits each step
+        with it."""
         if self.torch_optimizer is not None:
             return None
-        hyper = {**self.hyper, "weight_decay": torch.zeros_like(self.hyper["weight_decay"])}
-        if "decay" in hyper:
-            hyper["decay"] = "none"
-        return {
-            name: self.rule.update(p, g, self.state[name], self.t + 1, **hyper)[0]
-            for (name, p), g in zip(self.params.items(), grads, strict=True)
-        }
+        hypers = {k: without_weight_decay(h) for k, h in self.hypers_at(self.t + 1).items()}
+        proposal, _ = tree_step(
+            self.rule,
+            self.params,
+            dict(zip(self.params, grads, strict=True)),
+            self.state,
+            self.t + 1,
+            hypers,
+        )
+        return proposal
 
 
 def _stack_hyper(hypers: list[dict], params: dict[str, Tensor]) -> dict:
-    """Numbers become (R,) tensors; flags (str, bool) must agree across the group."""
+    """Floats become (R,) tensors; flags and sizes (str, bool, int) must agree across the group;
+    a graft's children (dicts) are stacked the same way."""
     any_param = next(iter(params.values()), torch.empty(0))
     out = {}
     for key, first in hypers[0].items():
         values = [h[key] for h in hypers]
-        if isinstance(first, (bool, str)):
+        if isinstance(first, dict):
+            out[key] = _stack_hyper(values, params)
+        elif isinstance(first, (bool, str, int)):
             if any(v != first for v in values):
                 raise ValueError(f"optimizer {key!r} differs inside one group: {values}")
             out[key] = first

@@ -26,7 +26,17 @@ from optlab.engine.train import Outcome, train_group
 from optlab.optim import OPTIMIZERS
 from optlab.store import DONE, Store
 
-PER_RUN_NUMBERS = ("lr", "betas", "eps", "weight_decay", "momentum", "alpha")
+PER_RUN_NUMBERS = (
+    "lr",
+    "betas",
+    "eps",
+    "weight_decay",
+    "momentum",
+    "alpha",
+    "decay_beta",
+    "decay_strength",
+    "decay_p",
+)
 PR_SET_PDEATHSIG = 1
 MAX_RUNS = 64  # runs per stack: past this a stack gains little, and workers balance better
 

@@ -107,10 +107,11 @@ def train_group(
     model = build_model(spec.model, env).to(device)
     inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
     params = {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()}
-    optimizer = StackedOptimizer([s.optimizer for s in specs], params)
-    batches = Batches(
-        env, spec.train.data, spec.train.batch_size, [s.train.seed for s in specs], device
+    seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
+    optimizer = StackedOptimizer(
+        [s.optimizer for s in specs], params, spec.train.steps, seeds, sizes
     )
+    batches = Batches(env, spec.train.data, sizes, seeds, device)
     eval_x, eval_y = env.tensors("eval", device)
     steps, every = spec.train.steps, spec.train.eval_every
     recorder = Recorder(

@@ -1,8 +1,9 @@
-"""Optimizers: pure update rules (``rules``), decay variants (``decay``) and torch.optim shells.
+"""Optimizers: pure update rules, decay variants, schedules, grafting and torch.optim shells.
 
-``RULES`` maps an optimizer name to its rule and to the hyperparameters it reads from an
-``OptimizerSpec``. Numbers among them may differ per run inside one stacked group;
-strings and booleans (the decay type, Nesterov, centered) are shared by a group.
+``OPTIMIZERS`` maps an optimizer name to its rule and to the hyperparameters it reads from
+an ``OptimizerSpec``. Numbers among them may differ per run inside one stacked group;
+strings and booleans (the decay type, Nesterov, centered, blocks) are shared by a group.
+``make_optimizer`` builds a torch.optim shell over any of them from the same fields.
 """
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ from dataclasses import dataclass
 
 import torch
 
-from optlab.optim import rules
-from optlab.optim.shells import SGD, Adam, AdamW, RMSprop
+from optlab.optim import rules, sign, variants
+from optlab.optim.closed_form import (
+    angle,
+    decay_products,
+    decayed_weights,
+    distance_from_decayed_init,
+)
+from optlab.optim.graft import graft, graft_tree
+from optlab.optim.groups import param_groups
+from optlab.optim.schedules import LambdaEps
+from optlab.optim.shells import SGD, Adam, AdamW, RMSprop, RuleShell, make_optimizer
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,17 @@ class Rule:
     update: Callable
     init: Callable
     hyper: Callable[..., dict]  # OptimizerSpec -> keyword arguments of ``update``
+    tree: Callable | None = None  # a step over all parameters at once, where the rule needs one
+
+
+def _decoupled_hyper(spec) -> dict:
+    return dict(
+        weight_decay=spec.weight_decay,
+        decay=spec.decay,
+        decay_beta=spec.decay_beta,
+        decay_strength=spec.decay_strength,
+        decay_p=spec.decay_p,
+    )
 
 
 def _adam_hyper(spec) -> dict:
@@ -34,8 +55,22 @@ def _adam_hyper(spec) -> dict:
     )
 
 
+def _graft_hyper(spec) -> dict:
+    children = {}
+    for role in ("magnitude", "direction"):
+        child = spec.child(role)
+        children[role] = {"rule": child.name, **OPTIMIZERS[child.name].hyper(child)}
+    return {**children, "graft": spec.graft}
+
+
+def _no_state(param: torch.Tensor) -> rules.State:
+    return {}
+
+
 OPTIMIZERS: dict[str, Rule] = {
-    "adamw": Rule(rules.adamw, rules.adam_init, lambda s: {**_adam_hyper(s), "decay": s.decay}),
+    "adamw": Rule(
+        rules.adamw, rules.adam_init, lambda s: {**_adam_hyper(s), **_decoupled_hyper(s)}
+    ),
     "adam": Rule(rules.adam, rules.adam_init, _adam_hyper),
     "sgd": Rule(
         rules.sgd,
@@ -56,6 +91,33 @@ OPTIMIZERS: dict[str, Rule] = {
             centered=s.centered,
         ),
     ),
+    "nested_adam": Rule(
+        variants.nested_adam,
+        variants.nested_init,
+        lambda s: {**_adam_hyper(s), **_decoupled_hyper(s), "bias_correction": s.bias_correction},
+    ),
+    "blockwise_adam": Rule(
+        variants.blockwise_adam,
+        rules.adam_init,
+        lambda s: {
+            **_adam_hyper(s),
+            **_decoupled_hyper(s),
+            "blocks": s.blocks,
+            "block_size": s.block_size,
+        },
+    ),
+    "harmonic": Rule(
+        variants.harmonic_adam,
+        rules.adam_init,
+        lambda s: {**_adam_hyper(s), **_decoupled_hyper(s)},
+    ),
+    "signsgd": Rule(sign.signsgd, _no_state, lambda s: {"lr": s.lr, **_decoupled_hyper(s)}),
+    "signum": Rule(
+        sign.signum,
+        sign.signum_init,
+        lambda s: {"lr": s.lr, "beta1": s.betas[0], **_decoupled_hyper(s)},
+    ),
+    "graft": Rule(graft, _no_state, _graft_hyper, tree=graft_tree),
 }
 
 
@@ -79,10 +141,18 @@ __all__ = [
     "OPTIMIZERS",
     "Adam",
     "AdamW",
+    "LambdaEps",
     "RMSprop",
     "Rule",
+    "RuleShell",
     "SGD",
+    "angle",
+    "decay_products",
+    "decayed_weights",
+    "distance_from_decayed_init",
     "is_import_path",
+    "make_optimizer",
+    "param_groups",
     "resolve_import_path",
     "rules",
 ]

@@ -10,22 +10,29 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from optlab.optim.decay import DECAYS
+from optlab.optim import decay as decay_rules
+from optlab.optim.schedules import lr_equivalent_eps
 from optlab.stacking import per_run
 
 State = dict[str, Tensor]
 
 
-def _adam_moments(grad: Tensor, state: State, step: int, beta1, beta2, eps) -> tuple[Tensor, State]:
+def _adam_moments(
+    grad: Tensor, state: State, step: int, beta1, beta2, eps, eps_lr_ratio=None
+) -> tuple[Tensor, State]:
     """m_t = β1 m + (1−β1) g; v_t = β2 v + (1−β2) g²; direction m̂/(√v̂ + ε), with
-    m̂ = m_t/(1−β1^t) and v̂ = v_t/(1−β2^t) (Kingma & Ba 2014)."""
+    m̂ = m_t/(1−β1^t) and v̂ = v_t/(1−β2^t) (Kingma & Ba 2014). Given r_t = ``eps_lr_ratio``,
+    ε is replaced by the per-coordinate ε_t = (r_t − 1)√v̂ + r_t ε of
+    ``schedules.lr_equivalent_eps`` (seed 001)."""
     n = grad.dim()
     b1, b2, eps = per_run(beta1, n), per_run(beta2, n), per_run(eps, n)
     m = b1 * state["exp_avg"] + (1 - b1) * grad
     v = b2 * state["exp_avg_sq"] + (1 - b2) * grad * grad
     m_hat = m / (1 - b1**step)
     v_hat = v / (1 - b2**step)
-    return m_hat / (v_hat.sqrt() + eps), {"exp_avg": m, "exp_avg_sq": v}
+    if eps_lr_ratio is not None:
+        eps = lr_equivalent_eps(v_hat.sqrt(), eps, per_run(eps_lr_ratio, n))
+    return m_hat / (v_hat.sqrt() + eps), {**state, "exp_avg": m, "exp_avg_sq": v}
 
 
 def adam_init(param: Tensor) -> State:
@@ -44,24 +51,39 @@ def adamw(
     eps,
     weight_decay,
     decay: str = "l2",
+    eps_lr_ratio=None,
+    **decay_options,
 ) -> tuple[Tensor, State]:
     """AdamW (Loshchilov & Hutter 2017; seed 002 Algorithm 1) with a choice of decoupled decay:
 
-    θ ← decay(θ_{t−1}, η, λ)  (l2: θ − ηλθ; l1: θ − ηλ·sign θ; min: θ − η·min|θ|·sign θ)
+    θ ← decay(θ_{t−1}, η, λ)  (l2: θ − ηλθ; l1: θ − ηλ·sign θ; min: θ − η·min|θ|·sign θ;
+                              the stateful variants of ``decay.decoupled``)
     θ_t ← θ − η m̂_t/(√v̂_t + ε)
     """
-    param = DECAYS[decay](param, lr, weight_decay)
-    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps)
+    param, state = decay_rules.decoupled(
+        decay, param, grad, state, lr, weight_decay, **decay_options
+    )
+    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps, eps_lr_ratio)
     return param - per_run(lr, param.dim()) * direction, state
 
 
 def adam(
-    param: Tensor, grad: Tensor, state: State, step: int, *, lr, beta1, beta2, eps, weight_decay
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    step: int,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    eps_lr_ratio=None,
 ) -> tuple[Tensor, State]:
     """Adam (Kingma & Ba 2014) with coupled L2: g ← g + λθ; θ_t ← θ − η m̂_t/(√v̂_t + ε)."""
     n = param.dim()
     grad = grad + per_run(weight_decay, n) * param
-    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps)
+    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps, eps_lr_ratio)
     return param - per_run(lr, n) * direction, state
 
 

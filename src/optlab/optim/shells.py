@@ -11,9 +11,12 @@ import inspect
 from collections.abc import Callable, Iterable
 
 import torch
+from pydantic import ValidationError
 
 from optlab.optim import rules
+from optlab.optim.apply import scaled, tree_step, with_generators
 from optlab.optim.decay import DECAYS
+from optlab.optim.schedules import optimizer_schedules
 
 
 def _check(name: str, value: float, ok: bool, allowed: str) -> None:
@@ -61,8 +64,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     p[None], p.grad[None], tensors, int(state["step"]), **hyper
                 )
                 p.copy_(new_p[0])
-                for k, v in new_state.items():
-                    state[k].copy_(v[0])
+                state.update({k: v[0] for k, v in new_state.items()})
         return loss
 
 
@@ -157,3 +159,81 @@ class RMSprop(RuleOptimizer):
 def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
     _nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
     _check("betas", betas, all(0 <= b < 1 for b in betas), "each in [0, 1)")
+
+
+class RuleShell(torch.optim.Optimizer):
+    """A torch.optim shell over any rule in ``OPTIMIZERS``, built from an ``OptimizerSpec``
+    (use ``make_optimizer``): its hyperparameters, schedules and decay as in the engine.
+
+    All parameters of a group step together (one step count, one call of the rule's tree
+    step, so a global graft sees them all). ``steps`` is the horizon of a cosine schedule
+    that does not set its own; ``seed`` seeds decay dropout's generator.
+    """
+
+    def __init__(self, params: Iterable, spec, steps: int | None = None, seed: int = 0) -> None:
+        from optlab.optim import OPTIMIZERS
+
+        self.spec, self.rule = spec, OPTIMIZERS[spec.name]
+        self.lr_factor, self.eps_factor, self.eps_lr_ratio = optimizer_schedules(spec, steps)
+        self.generators = [torch.Generator().manual_seed(seed)]
+        defaults = self.rule.hyper(spec)
+        self.hyper_keys = tuple(defaults)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            live = {str(i): p for i, p in enumerate(group["params"]) if p.grad is not None}
+            if not live:
+                continue
+            for p in live.values():
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state.update(self.rule.init(p))
+                state["step"] = state["step"] + 1  # not in place: a loaded state may share it
+            t = int(self.state[next(iter(live.values()))]["step"])
+            hyper = {k: group[k] for k in self.hyper_keys}
+            hyper = scaled(hyper, lr=self.lr_factor(t), eps=self.eps_factor(t))
+            hyper = with_generators(hyper, self.generators)
+            if self.eps_lr_ratio is not None:
+                hyper["eps_lr_ratio"] = self.eps_lr_ratio(t)
+            states = {
+                k: {n: v[None] for n, v in self.state[p].items() if n != "step"}
+                for k, p in live.items()
+            }
+            new_params, new_states = tree_step(
+                self.rule,
+                {k: p[None] for k, p in live.items()},
+                {k: p.grad[None] for k, p in live.items()},
+                states,
+                t,
+                dict.fromkeys(live, hyper),
+            )
+            for k, p in live.items():
+                p.copy_(new_params[k][0])
+                self.state[p].update({n: v[0] for n, v in new_states[k].items()})
+        return loss
+
+
+def make_optimizer(params: Iterable, name: str, steps: int | None = None, seed: int = 0, **fields):
+    """Any optlab rule as a torch.optim.Optimizer, from the fields of an ``OptimizerSpec``
+    (validated there: an unknown rule or option raises ``SpecError`` naming the valid ones):
+
+    ``make_optimizer(model.parameters(), "graft", magnitude="adamw", direction="sgd", lr=1e-2)``
+    """
+    from optlab.config import OptimizerSpec, SpecError, _format_error
+
+    try:
+        spec = OptimizerSpec.model_validate({"name": name, **fields})
+    except ValidationError as err:
+        raise SpecError(_format_error(err, "optimizer", OptimizerSpec)) from None
+    from optlab.optim import OPTIMIZERS
+
+    if spec.name not in OPTIMIZERS:
+        raise SpecError(f"name: {name!r} is a torch.optim import path; construct it directly")
+    return RuleShell(params, spec, steps, seed)

@@ -1,0 +1,35 @@
+"""Weight-decay groups by parameter name (seed 001 on Constrained Parameter Regularization:
+one λ per group of parameters; e.g. no decay on layernorm gains), as a mask over names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
+
+import torch
+
+
+def weight_decay_for(name: str, groups: Mapping[str, float]) -> float | None:
+    """λ of the first pattern in ``groups`` (fnmatch, e.g. ``"*.norm"``) that matches
+    ``name``; None when none does (the run's own λ applies)."""
+    for pattern, weight_decay in groups.items():
+        if fnmatchcase(name, pattern):
+            return weight_decay
+    return None
+
+
+def param_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+    groups: Mapping[str, float],
+    weight_decay: float,
+) -> list[dict]:
+    """torch.optim parameter groups: one per pattern that matches something, with its λ, and
+    one for the rest with ``weight_decay``; for any optimizer that reads ``weight_decay``."""
+    buckets: dict[str | None, list] = {}
+    for name, p in named_parameters:
+        key = next((pat for pat in groups if fnmatchcase(name, pat)), None)
+        buckets.setdefault(key, []).append(p)
+    return [
+        {"params": ps, "weight_decay": weight_decay if key is None else groups[key]}
+        for key, ps in buckets.items()
+    ]
