@@ -23,6 +23,7 @@ from optlab.optim.apply import (
     with_weight_decay,
     without_weight_decay,
 )
+from optlab.optim.fused import fused_adamw_, shared_numbers
 from optlab.optim.groups import weight_decay_for
 from optlab.optim.schedules import optimizer_schedules
 
@@ -58,11 +59,13 @@ class StackedOptimizer:
                 )
             self.state = {k: self.rule.init(p) for k, p in params.items()}
             self.torch_optimizer = None
+            self.fused = self._fused_groups(spec.name)
         else:
             (spec,) = specs  # one run per group
             cls = resolve_import_path(spec.name)
             self.torch_optimizer = cls(list(params.values()), lr=spec.lr, **spec.kwargs)
             self.base_lr = spec.lr
+            self.fused = None
 
     def lr_scale(self, t: int) -> float:
         """η_t/η at step t: the schedule's factor times B_t/B (AdaBatch: η/B stays fixed)."""
@@ -80,6 +83,9 @@ class StackedOptimizer:
                 group["lr"] = self.base_lr * self.lr_scale(self.t)
             self.torch_optimizer.step()
             return
+        if self.fused is not None:
+            self._fused_step(grads)
+            return
         new_params, self.state = tree_step(
             self.rule,
             self.params,
@@ -90,6 +96,32 @@ class StackedOptimizer:
         )
         for name, p in self.params.items():
             p.copy_(new_params[name])
+
+    def _fused_groups(self, name: str) -> list[tuple[dict[str, float], list[str]]] | None:
+        """For ``adamw`` whose runs share every number (and decay l2 or none, no ε tied to
+        η): the tensors grouped by their hyperparameters, for ``fused_adamw_``; else None."""
+        if name != "adamw" or self.eps_lr_ratio is not None:
+            return None
+        groups: dict[tuple, tuple[dict[str, float], list[str]]] = {}
+        for tensor, hyper in self.hypers.items():
+            numbers = shared_numbers(hyper)
+            if numbers is None:
+                return None
+            groups.setdefault(tuple(numbers.values()), (numbers, []))[1].append(tensor)
+        return list(groups.values())
+
+    def _fused_step(self, grads: Sequence[Tensor]) -> None:
+        """The same step as the pure rule, in place, η and ε scaled by their schedules."""
+        grad = dict(zip(self.params, grads, strict=True))
+        lr_scale, eps_scale = self.lr_scale(self.t), self.eps_factor(self.t)
+        for numbers, names in self.fused:
+            fused_adamw_(
+                [self.params[k].detach() for k in names],
+                [grad[k] for k in names],
+                [self.state[k] for k in names],
+                self.t,
+                **{**numbers, "lr": numbers["lr"] * lr_scale, "eps": numbers["eps"] * eps_scale},
+            )
 
     def hypers_at(self, t: int) -> dict[str, dict]:
         """Per tensor, the hyperparameters of step t: η and ε scaled by their schedules."""

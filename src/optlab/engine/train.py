@@ -29,7 +29,9 @@ from optlab.stacking import stack_runs
 from optlab.store import Store
 from optlab.tasks.voronoi import Environment, make_environment
 
-EVAL_POINTS_PER_CHUNK = 8192  # eval points × runs per forward pass, to bound memory
+# runs × points × width per eval forward pass: 4 MB of float32 activations stay in cache,
+# about 5× faster here than 8192 point·runs at width 2048 (measured, centers at R = 1 and 32)
+EVAL_CHUNK_ELEMENTS = 2**20
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def evaluate(
     keep_predictions: bool = False,
 ) -> Evaluation:
     """Loss, accuracy and output statistics of each run on (x, y), in chunks, without autograd."""
-    chunk = max(256, EVAL_POINTS_PER_CHUNK // runs)
+    chunk = max(1, EVAL_CHUNK_ELEMENTS // (runs * model.width))
     counts = torch.bincount(y, minlength=model.classes)
     majority, minority = int(counts.argmax()), int(counts.argmin())
     loss_sum = x.new_zeros(runs)

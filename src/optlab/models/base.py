@@ -19,6 +19,7 @@ Params = dict[str, Tensor]
 
 class Model(Protocol):
     classes: int  # C, the number of logits
+    width: int  # the widest activation per point (k centers or H hidden units): sizes eval chunks
 
     def init(self, generator: torch.Generator) -> Params:
         """One run's parameters, drawn from ``generator``, without the run axis."""

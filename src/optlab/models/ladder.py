@@ -36,6 +36,10 @@ class _FixedCenters:
     def k(self) -> int:
         return self.centers.shape[0]
 
+    @property
+    def width(self) -> int:
+        return self.k
+
     def to(self, device: torch.device) -> _FixedCenters:
         self.centers = self.centers.to(device)
         self.center_labels = self.center_labels.to(device)
@@ -127,6 +131,10 @@ class Centers(PlusMinus):
         super().__init__(centers, center_labels, classes)
         self.hidden_dim = hidden_dim
 
+    @property
+    def width(self) -> int:
+        return self.hidden_dim
+
     def init(self, generator: torch.Generator) -> Params:
         dim = self.centers.shape[1]
         return {
@@ -150,6 +158,7 @@ class Generalized:
 
     def __init__(self, dim: int, classes: int, hidden_dim: int, activation: str) -> None:
         self.dim, self.classes, self.hidden_dim = dim, classes, hidden_dim
+        self.width = hidden_dim
         self.act = F.silu if activation == "silu" else torch.abs
 
     def to(self, device: torch.device) -> Generalized:

@@ -1,0 +1,72 @@
+"""A fast path equal to ``rules.adamw``: one fused in-place kernel per tensor.
+
+When every run of a stack shares its numbers (a sweep over seeds, or R = 1) and the decay
+is ``l2`` or ``none``, the AdamW step of seed 002 Algorithm 1,
+
+    θ ← θ − ηλθ;  m_t = β1 m + (1−β1) g;  v_t = β2 v + (1−β2) g²;
+    θ_t = θ − η m̂_t/(√v̂_t + ε),  m̂ = m_t/(1−β1^t),  v̂ = v_t/(1−β2^t),
+
+is what ``torch._fused_adamw_`` computes, in one pass over each tensor and its state
+instead of the pure rule's dozen allocating passes. ``rules.adamw`` stays the definition;
+tests/optim/test_fused.py holds the two equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from optlab.optim.rules import State
+
+FUSED_KEYS = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+
+def shared_numbers(hyper: dict) -> dict[str, float] | None:
+    """η, β1, β2, ε, λ as floats if the AdamW hyperparameters ``hyper`` fit the fused path
+    (decay l2 or none, no ε schedule tied to η, every run the same); else None."""
+    if hyper.get("decay", "l2") not in ("l2", "none") or "eps_lr_ratio" in hyper:
+        return None
+    out = {}
+    for key in FUSED_KEYS:
+        value = hyper[key]
+        if isinstance(value, Tensor):
+            if value.numel() == 0 or bool((value != value.flatten()[0]).any()):
+                return None
+            value = float(value.flatten()[0])
+        out[key] = float(value)
+    if hyper.get("decay") == "none":
+        out["weight_decay"] = 0.0
+    return out
+
+
+def fused_adamw_(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    states: Sequence[State],
+    step: int,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+) -> None:
+    """One AdamW step in place on ``params`` and their states (``exp_avg``, ``exp_avg_sq``)."""
+    steps = [torch.tensor(float(step), device=p.device) for p in params]
+    torch._fused_adamw_(
+        list(params),
+        list(grads),
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [],
+        steps,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=weight_decay,
+        eps=eps,
+        amsgrad=False,
+        maximize=False,
+    )

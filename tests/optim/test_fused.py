@@ -1,0 +1,70 @@
+"""The fused AdamW path takes the same steps as the pure rule it stands in for."""
+
+import pytest
+import torch
+
+from optlab.config import OptimizerSpec
+from optlab.engine.optimizer import StackedOptimizer
+from optlab.optim import rules
+from optlab.optim.fused import fused_adamw_, shared_numbers
+
+HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1)
+
+
+@pytest.mark.parametrize(
+    "dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)]
+)  # float32: rounding
+def test_fused_adamw_equals_the_pure_rule_over_200_steps(dtype, rtol):
+    g = torch.Generator().manual_seed(0)
+    pure = torch.randn(3, 5, 4, generator=g, dtype=dtype)
+    fused, state = pure.clone(), rules.adam_init(pure)
+    fused_state = rules.adam_init(pure)
+    for t in range(1, 201):
+        grad = torch.randn(pure.shape, generator=g, dtype=dtype) + pure
+        pure, state = rules.adamw(pure, grad, state, t, **HYPER)
+        fused_adamw_([fused], [grad], [fused_state], t, **HYPER)
+    assert torch.allclose(fused, pure, rtol=rtol, atol=rtol * 0.1)  # |θ| ~ 0.1–1
+    assert torch.allclose(fused_state["exp_avg_sq"], state["exp_avg_sq"], rtol=rtol, atol=0)
+    assert not torch.allclose(fused, torch.zeros_like(fused))
+
+
+def test_shared_numbers_accepts_only_what_the_fused_kernel_computes():
+    same = {**HYPER, "lr": torch.tensor([0.25, 0.25]), "decay": "l2"}  # exact in float32
+    assert shared_numbers(same) == {**HYPER, "lr": 0.25}
+    assert shared_numbers({**HYPER, "decay": "none"})["weight_decay"] == 0.0
+    assert shared_numbers({**same, "lr": torch.tensor([0.25, 0.5])}) is None  # a grid
+    assert shared_numbers({**HYPER, "decay": "l1"}) is None
+    assert shared_numbers({**HYPER, "eps_lr_ratio": 2.0}) is None
+
+
+def _train(opt, params, steps=50):
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(steps):
+        opt.step([p + torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in params.values()])
+    return params
+
+
+def test_the_engine_takes_the_fused_path_with_schedules_and_decay_groups_unchanged():
+    spec = OptimizerSpec(
+        lr=3e-2,
+        weight_decay=0.1,
+        lr_schedule={"kind": "cosine", "warmup": 5},
+        decay_groups={"b": 0.0},
+    )
+
+    def params():
+        g = torch.Generator().manual_seed(0)
+        return {
+            k: torch.randn(2, *s, generator=g, dtype=torch.float64)
+            for k, s in (("w", (4, 3)), ("b", (3,)))
+        }
+
+    fast = StackedOptimizer([spec, spec], params(), 50, [1, 2])
+    slow = StackedOptimizer([spec, spec], params(), 50, [1, 2])
+    assert fast.fused is not None and len(fast.fused) == 2  # w decays, b does not
+    slow.fused = None  # the pure rule
+    a, b = _train(fast, fast.params), _train(slow, slow.params)
+    for k in a:
+        assert torch.allclose(a[k], b[k], rtol=1e-12, atol=1e-14)
+    grid = [spec, spec.model_copy(update={"lr": 1e-3})]
+    assert StackedOptimizer(grid, params(), 50, [1, 2]).fused is None
