@@ -82,11 +82,13 @@ class LearnOffset(_FixedCenters):
     def init(self, generator: torch.Generator) -> Params:
         return {"W": self.head(generator), "offset": torch.rand((), generator=generator)}
 
-    def scores(self, params: Params, x: Tensor) -> Tensor:
-        return SHARP * (dot_over_norm(x, self.centers) - per_run(params["offset"], 3)).abs()
+    def center_logits(self, params: Params, x: Tensor) -> Tensor:
+        """−score of each center, the softmax's input; the minus sign rides on the scalar
+        factor ((−s)·a equals −(s·a) exactly), which saves a pass over (R, B, k)."""
+        return -SHARP * (dot_over_norm(x, self.centers) - per_run(params["offset"], 3)).abs()
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        return torch.softmax(-self.scores(params, x), dim=-1) @ params["W"]
+        return torch.softmax(self.center_logits(params, x), dim=-1) @ params["W"]
 
 
 class OffsetScale(LearnOffset):
@@ -98,9 +100,9 @@ class OffsetScale(LearnOffset):
     def abs(self, z: Tensor, params: Params) -> Tensor:
         return z.abs()
 
-    def scores(self, params: Params, x: Tensor) -> Tensor:
+    def center_logits(self, params: Params, x: Tensor) -> Tensor:
         z = dot_over_norm(x, self.centers) - per_run(params["offset"], 3)
-        return per_run(params["scale"], 3) * self.abs(z, params)
+        return per_run(-params["scale"], 3) * self.abs(z, params)
 
 
 class AbsRelu(OffsetScale):
@@ -119,7 +121,7 @@ class PlusMinus(OffsetScale):
     def abs(self, z: Tensor, params: Params) -> Tensor:
         pm = per_run(params["plus_minus"], 4)  # (R, 1, 1, 2)
         # the sum over i written out: one (R, B, k) op per entry beats a trailing axis of 2
-        return sum(F.relu(z * pm[..., i]) for i in range(pm.shape[-1]))
+        return F.relu(z * pm[..., 0]) + F.relu(z * pm[..., 1])
 
 
 class Centers(PlusMinus):
@@ -145,9 +147,9 @@ class Centers(PlusMinus):
             "centers": 100.0 * torch.randn((self.hidden_dim, dim), generator=generator),
         }
 
-    def scores(self, params: Params, x: Tensor) -> Tensor:
+    def center_logits(self, params: Params, x: Tensor) -> Tensor:
         z = dot_over_norm(x, params["centers"]) - per_run(params["offset"], 3)
-        return per_run(params["scale"], 3) * self.abs(z, params)
+        return per_run(-params["scale"], 3) * self.abs(z, params)
 
 
 class Generalized:
