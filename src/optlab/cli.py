@@ -472,11 +472,15 @@ def bench(
         )
     console.print(table)
     for name in ("centers", "plus_minus"):
-        r = result[name]
+        rates = {
+            int(k[1:].split("_")[0]): v
+            for k, v in result[name].items()
+            if k.endswith("_run_steps_per_s")
+        }
         console.print(
-            f"{name}: R=1 {r['r1_run_steps_per_s']:,.0f}, R=8 {r['r8_run_steps_per_s']:,.0f}, "
-            f"R=32 {r['r32_run_steps_per_s']:,.0f} run·steps/s"
+            f"{name}: " + ", ".join(f"R={r} {v:,.0f}" for r, v in rates.items()) + " run·steps/s"
         )
+    console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 import torch
 
 from optlab.bench import plain
-from optlab.bench.measure import final_flops_per_step
+from optlab.bench.measure import Plan, final_flops_per_step, run_bench
 from optlab.config import ModelSpec
 from optlab.models import build_model
 from optlab.tasks.voronoi import make_environment
@@ -29,3 +29,24 @@ def test_plain_plus_minus_matches_optlab():
         {k: v.detach()[None] for k, v in params.items()}, x[None]
     )[0]
     assert torch.allclose(ours, ref(x), atol=1e-6)
+
+
+def test_bench_reports_the_issues_keys_and_consistent_ratios():
+    plan = Plan(
+        final_steps=2, ladder_steps={"centers": 3, "plus_minus": 3}, stacks=(1, 32), n_eval=64
+    )
+    out = run_bench(plan=plan)
+    assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
+    assert out["matmul_peak_gflops"] > 0
+    final = out["final"]
+    flops = final["steps_per_s"] * 3.231711232 / out["matmul_peak_gflops"]
+    assert abs(final["pct_of_peak"] - 100 * flops) < 1e-6 * final["pct_of_peak"]
+    for name in ("centers", "plus_minus"):
+        case = out[name]
+        r1, r32 = case["r1_run_steps_per_s"], case["r32_run_steps_per_s"]
+        assert case["speedup_r32"] == r32 / r1
+        assert case["stacked_vs_plain_loop"] == r32 / case["plain_loop_steps_per_s"]
+        assert case["vs_plain_loop"] == r1 / case["plain_loop_steps_per_s"]
+    for name in ("final", "centers", "plus_minus"):
+        assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
+        assert out[name]["vs_plain_loop"] > 0

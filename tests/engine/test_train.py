@@ -124,3 +124,33 @@ def test_a_growing_batch_trains_in_both_data_modes(tmp_path):
     for p in stream + dataset:
         train = _curves(store, p.run_id)["train"]["loss"]
         assert len(train) == 60 and train.iloc[-10:].mean() < train.iloc[:10].mean()
+
+
+@pytest.mark.parametrize("model", ["centers", "final"])
+def test_stacked_and_one_run_paths_end_at_the_same_parameters_after_500_steps(tmp_path, model):
+    """Six runs (3 seeds × 2 learning rates) in one stack against each run alone, compared
+    tensor by tensor at step 500 (both take the fused AdamW path, run by run in the stack)."""
+    planned = _plan(
+        model,
+        grid={"optimizer.lr": [1e-2, 3e-3]},
+        **{
+            "model.hidden_dim": 16,
+            "train.steps": 500,
+            "train.eval_every": 250,
+            "task.n_eval": 64,
+            "task.n_test": 64,
+            "probes.record": ["snapshots"],
+        },
+    )
+    stacked, alone = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    run_planned(planned, stacked)
+    for p in planned:
+        run_planned([p], alone)
+    names = stacked.array_names(planned[0].run_id)
+    assert len(names) == (4 if model == "final" else 5) + (4 if model == "final" else 0)
+    worst = 0.0
+    for p in planned:
+        for name in names:
+            a, b = stacked.array(p.run_id, name)[500], alone.array(p.run_id, name)[500]
+            worst = max(worst, float(abs(a - b).max() / abs(b).max()))
+    assert worst <= 1e-5

@@ -6,7 +6,7 @@ import torch
 from optlab.config import OptimizerSpec
 from optlab.engine.optimizer import StackedOptimizer
 from optlab.optim import rules
-from optlab.optim.fused import fused_adamw_, shared_numbers
+from optlab.optim.fused import fused_adamw_, run_numbers
 
 HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1)
 
@@ -28,13 +28,12 @@ def test_fused_adamw_equals_the_pure_rule_over_200_steps(dtype, rtol):
     assert not torch.allclose(fused, torch.zeros_like(fused))
 
 
-def test_shared_numbers_accepts_only_what_the_fused_kernel_computes():
-    same = {**HYPER, "lr": torch.tensor([0.25, 0.25]), "decay": "l2"}  # exact in float32
-    assert shared_numbers(same) == {**HYPER, "lr": 0.25}
-    assert shared_numbers({**HYPER, "decay": "none"})["weight_decay"] == 0.0
-    assert shared_numbers({**same, "lr": torch.tensor([0.25, 0.5])}) is None  # a grid
-    assert shared_numbers({**HYPER, "decay": "l1"}) is None
-    assert shared_numbers({**HYPER, "eps_lr_ratio": 2.0}) is None
+def test_run_numbers_accepts_only_what_the_fused_kernel_computes():
+    grid = {**HYPER, "lr": torch.tensor([0.25, 0.5]), "decay": "l2"}  # exact in float32
+    assert run_numbers(grid, 2) == [{**HYPER, "lr": 0.25}, {**HYPER, "lr": 0.5}]
+    assert run_numbers({**HYPER, "decay": "none"}, 1)[0]["weight_decay"] == 0.0
+    assert run_numbers({**HYPER, "decay": "l1"}, 1) is None
+    assert run_numbers({**HYPER, "eps_lr_ratio": 2.0}, 1) is None
 
 
 def _train(opt, params, steps=50):
@@ -59,12 +58,13 @@ def test_the_engine_takes_the_fused_path_with_schedules_and_decay_groups_unchang
             for k, s in (("w", (4, 3)), ("b", (3,)))
         }
 
-    fast = StackedOptimizer([spec, spec], params(), 50, [1, 2])
-    slow = StackedOptimizer([spec, spec], params(), 50, [1, 2])
-    assert fast.fused is not None and len(fast.fused) == 2  # w decays, b does not
-    slow.fused = None  # the pure rule
-    a, b = _train(fast, fast.params), _train(slow, slow.params)
-    for k in a:
-        assert torch.allclose(a[k], b[k], rtol=1e-12, atol=1e-14)
     grid = [spec, spec.model_copy(update={"lr": 1e-3})]
-    assert StackedOptimizer(grid, params(), 50, [1, 2]).fused is None
+    for specs, calls in (([spec, spec], 2), (grid, 4)):  # w decays, b does not; per run
+        fast = StackedOptimizer(specs, params(), 50, [1, 2])
+        slow = StackedOptimizer(specs, params(), 50, [1, 2])
+        assert fast.fused is not None and len(fast.fused) == calls
+        slow.fused = None  # the pure rule
+        a, b = _train(fast, fast.params), _train(slow, slow.params)
+        for k in a:
+            assert torch.allclose(a[k], b[k], rtol=1e-12, atol=1e-14)
+    assert StackedOptimizer([spec.model_copy(update={"decay": "l1"})], params(), 50).fused is None

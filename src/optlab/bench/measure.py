@@ -4,15 +4,17 @@
 2. the final model (hidden 512, batch 1024, eval of 10k points every 50 steps): steps/s,
    model FLOPs per step from its shapes, and the share of (1) it reaches;
 3-4. ``centers`` and ``plus_minus`` at batch 32: run·steps/s for R = 1, 8, 32 stacked runs;
-5. peak resident memory so far and the store's bytes per run;
+5. each case's peak resident memory and the store's bytes per run;
 6. beside each, the plain loop of ``optlab.bench.plain``.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,7 +44,36 @@ def final_flops_per_step(dim: int, hidden: int, classes: int, batch: int) -> flo
     return 3 * forward - 2 * batch * dim * hidden
 
 
+def device_name() -> str:
+    """The CPU's model name and core count, as the table names the device."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({model}, {os.cpu_count()} cores)"
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM), so that
+    each case reports its own peak; elsewhere the peak stays the process's so far."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def peak_rss_mb() -> float:
+    """Peak resident memory since ``reset_peak_rss`` (VmHWM), or of the process (getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -86,41 +117,75 @@ def plain_rate(spec: RunSpec) -> float:
     return plain.plain_steps_per_s(model, x, y, ex, ey, t.steps, t.batch_size, spec.optimizer.lr)
 
 
-def run_bench(quick: bool = False) -> dict:
+@dataclass(frozen=True)
+class Plan:
+    """Steps per case; ``quick`` keeps the same cases and eval cadence, fewer steps, no R = 8."""
+
+    final_steps: int
+    ladder_steps: dict[str, int]
+    stacks: tuple[int, ...]  # must hold 1 and 32, the ratios' two ends
+    n_eval: int = 10_000
+
+
+FULL = Plan(300, {"centers": 500, "plus_minus": 1000}, (1, 8, 32))
+QUICK = Plan(100, {"centers": 100, "plus_minus": 300}, (1, 32))
+LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
+
+
+def final_case(steps: int, peak: float, store: Store, n_eval: int = 10_000) -> dict:
+    """The final model at hidden 512, batch 1024: one run, against the plain loop."""
+    spec = _spec("final", steps, 1024, 3e-3, n_eval, 512)
+    environment_for(spec)  # drawn once per process, outside either timing
+    reset_peak_rss()
+    rate, stored = optlab_rate(spec, 1, store)
+    flops = final_flops_per_step(2, 512, 2, 1024)
+    base = plain_rate(spec)
+    return {
+        "steps_per_s": rate,
+        "gflop_per_step": flops / 1e9,
+        "pct_of_peak": 100 * rate * flops / 1e9 / peak,
+        "plain_loop_steps_per_s": base,
+        "vs_plain_loop": rate / base,
+        "store_bytes_per_run": stored,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def ladder_case(
+    name: str, steps: int, stacks: tuple[int, ...], store: Store, n_eval: int = 10_000
+) -> dict:
+    """``name`` at batch 32: run·steps/s for each stack size R, against the plain loop."""
+    spec = _spec(name, steps, 32, LADDER_LR[name], n_eval, None)
+    environment_for(spec)
+    reset_peak_rss()
+    case: dict = {}
+    for runs in stacks:
+        case[f"r{runs}_run_steps_per_s"], stored = optlab_rate(spec, runs, store)
+    base = plain_rate(spec)
+    r1, r32 = case["r1_run_steps_per_s"], case["r32_run_steps_per_s"]
+    return {
+        **case,
+        "plain_loop_steps_per_s": base,
+        "vs_plain_loop": r1 / base,
+        "speedup_r32": r32 / r1,
+        "stacked_vs_plain_loop": r32 / base,
+        "store_bytes_per_run": stored,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
     """Every figure of the table, as one dict (the ``--json`` output)."""
-    scale = 0.2 if quick else 1.0
-    out: dict = {"device": "cpu", "threads": torch.get_num_threads()}
-    peak = matmul_peak_gflops()
-    out["matmul_peak_gflops"] = peak
+    plan = plan or (QUICK if quick else FULL)
+    started = time.perf_counter()
+    out: dict = {"device": device_name(), "threads": torch.get_num_threads(), "quick": quick}
+    out["matmul_peak_gflops"] = peak = matmul_peak_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
-        final = _spec("final", int(300 * scale) + 50, 1024, 3e-3, 10_000, 512)
-        rate, stored = optlab_rate(final, 1, store)
-        flops = final_flops_per_step(2, 512, 2, 1024)
-        base = plain_rate(final)
-        out["final"] = {
-            "steps_per_s": rate,
-            "gflop_per_step": flops / 1e9,
-            "pct_of_peak": 100 * rate * flops / 1e9 / peak,
-            "plain_loop_steps_per_s": base,
-            "vs_plain_loop": rate / base,
-            "store_bytes_per_run": stored,
-            "peak_rss_mb": peak_rss_mb(),
-        }
-        for name, lr in (("centers", 1e-2), ("plus_minus", 5e-3)):
-            spec = _spec(name, int(1000 * scale), 32, lr, 10_000, None)
-            case: dict = {}
-            for runs in (1, 8, 32):
-                case[f"r{runs}_run_steps_per_s"], stored = optlab_rate(spec, runs, store)
-            base = plain_rate(spec)
-            case.update(
-                plain_loop_steps_per_s=base,
-                vs_plain_loop=case["r1_run_steps_per_s"] / base,
-                speedup_r32=case["r32_run_steps_per_s"] / case["r1_run_steps_per_s"],
-                stacked_vs_plain_loop=case["r32_run_steps_per_s"] / base,
-                store_bytes_per_run=stored,
-                peak_rss_mb=peak_rss_mb(),
-            )
-            out[name] = case
+        optlab_rate(_spec("plus_minus", 2, 32, 1e-3, 100, None), 1, store)  # one-time set-up
+        out["final"] = final_case(plan.final_steps, peak, store, plan.n_eval)
+        for name, steps in plan.ladder_steps.items():
+            out[name] = ladder_case(name, steps, plan.stacks, store, plan.n_eval)
         store.close()
+    out["seconds"] = time.perf_counter() - started
     return out

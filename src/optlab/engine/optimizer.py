@@ -23,7 +23,7 @@ from optlab.optim.apply import (
     with_weight_decay,
     without_weight_decay,
 )
-from optlab.optim.fused import fused_adamw_, shared_numbers
+from optlab.optim.fused import fused_adamw_, run_numbers
 from optlab.optim.groups import weight_decay_for
 from optlab.optim.schedules import optimizer_schedules
 
@@ -97,28 +97,36 @@ class StackedOptimizer:
         for name, p in self.params.items():
             p.copy_(new_params[name])
 
-    def _fused_groups(self, name: str) -> list[tuple[dict[str, float], list[str]]] | None:
-        """For ``adamw`` whose runs share every number (and decay l2 or none, no ε tied to
-        η): the tensors grouped by their hyperparameters, for ``fused_adamw_``; else None."""
+    def _fused_groups(self, name: str) -> list[tuple[dict[str, float], slice, list[str]]] | None:
+        """For ``adamw`` with decay l2 or none and no ε tied to η: (numbers, runs, tensors)
+        for each ``fused_adamw_`` call of a step, the whole stack in one call per tensor
+        group when its runs share their numbers, else one call per run; else None."""
         if name != "adamw" or self.eps_lr_ratio is not None:
             return None
-        groups: dict[tuple, tuple[dict[str, float], list[str]]] = {}
+        runs = next(iter(self.params.values())).shape[0]
+        groups: dict[tuple, tuple[dict[str, float], slice, list[str]]] = {}
         for tensor, hyper in self.hypers.items():
-            numbers = shared_numbers(hyper)
-            if numbers is None:
+            per_run = run_numbers(hyper, runs)
+            if per_run is None:
                 return None
-            groups.setdefault(tuple(numbers.values()), (numbers, []))[1].append(tensor)
+            if all(n == per_run[0] for n in per_run):
+                parts = [(per_run[0], slice(None))]
+            else:
+                parts = [(n, slice(r, r + 1)) for r, n in enumerate(per_run)]
+            for numbers, part in parts:
+                key = (*numbers.values(), part.start)
+                groups.setdefault(key, (numbers, part, []))[2].append(tensor)
         return list(groups.values())
 
     def _fused_step(self, grads: Sequence[Tensor]) -> None:
         """The same step as the pure rule, in place, η and ε scaled by their schedules."""
         grad = dict(zip(self.params, grads, strict=True))
         lr_scale, eps_scale = self.lr_scale(self.t), self.eps_factor(self.t)
-        for numbers, names in self.fused:
+        for numbers, part, names in self.fused:
             fused_adamw_(
-                [self.params[k].detach() for k in names],
-                [grad[k] for k in names],
-                [self.state[k] for k in names],
+                [self.params[k].detach()[part] for k in names],
+                [grad[k][part] for k in names],
+                [{k: v[part] for k, v in self.state[name].items()} for name in names],
                 self.t,
                 **{**numbers, "lr": numbers["lr"] * lr_scale, "eps": numbers["eps"] * eps_scale},
             )

@@ -1,13 +1,14 @@
 """A fast path equal to ``rules.adamw``: one fused in-place kernel per tensor.
 
-When every run of a stack shares its numbers (a sweep over seeds, or R = 1) and the decay
-is ``l2`` or ``none``, the AdamW step of seed 002 Algorithm 1,
+When the decay is ``l2`` or ``none`` (and ε is not tied to η), the AdamW step of seed 002 Algorithm 1,
 
     θ ← θ − ηλθ;  m_t = β1 m + (1−β1) g;  v_t = β2 v + (1−β2) g²;
     θ_t = θ − η m̂_t/(√v̂_t + ε),  m̂ = m_t/(1−β1^t),  v̂ = v_t/(1−β2^t),
 
 is what ``torch._fused_adamw_`` computes, in one pass over each tensor and its state
-instead of the pure rule's dozen allocating passes. ``rules.adamw`` stays the definition;
+instead of the pure rule's dozen allocating passes: over the whole stack when its runs
+share their numbers (a sweep over seeds, or R = 1), else run by run. The kernel is
+elementwise, so a run's result is bitwise the same in a stack as alone. ``rules.adamw`` stays the definition;
 tests/optim/test_fused.py holds the two equal.
 """
 
@@ -23,22 +24,19 @@ from optlab.optim.rules import State
 FUSED_KEYS = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
 
-def shared_numbers(hyper: dict) -> dict[str, float] | None:
-    """η, β1, β2, ε, λ as floats if the AdamW hyperparameters ``hyper`` fit the fused path
-    (decay l2 or none, no ε schedule tied to η, every run the same); else None."""
+def run_numbers(hyper: dict, runs: int) -> list[dict[str, float]] | None:
+    """Each run's η, β1, β2, ε, λ as floats if the AdamW hyperparameters ``hyper`` fit the
+    fused path (decay l2 or none, no ε schedule tied to η); else None."""
     if hyper.get("decay", "l2") not in ("l2", "none") or "eps_lr_ratio" in hyper:
         return None
-    out = {}
+    columns = {}
     for key in FUSED_KEYS:
         value = hyper[key]
-        if isinstance(value, Tensor):
-            if value.numel() == 0 or bool((value != value.flatten()[0]).any()):
-                return None
-            value = float(value.flatten()[0])
-        out[key] = float(value)
+        values = value.tolist() if isinstance(value, Tensor) else [value] * runs
+        columns[key] = [float(v) for v in values]
     if hyper.get("decay") == "none":
-        out["weight_decay"] = 0.0
-    return out
+        columns["weight_decay"] = [0.0] * runs
+    return [{k: v[r] for k, v in columns.items()} for r in range(runs)]
 
 
 def fused_adamw_(
