@@ -33,6 +33,8 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["reproduce", "nope"], "catalog: final, ladder"),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
+        (["run", "ladder", "--max-memory", "lots"], "--max-memory: 'lots'"),
+        (["reproduce", "paper", "--max-memory", "-1G"], "--max-memory: '-1G'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment):

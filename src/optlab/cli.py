@@ -39,6 +39,13 @@ SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", help="training processes; default: one per core")
 ]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="memory for training, e.g. 2G or 512M: stacks are split to fit (shared by workers)",
+    ),
+]
 
 
 def fail(message: str) -> None:
@@ -89,13 +96,15 @@ def run(
     seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
     workers: WorkersOpt = None,
+    max_memory: MaxMemoryOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train an experiment's runs that the store has not finished, then print their results."""
     check_workers(workers)
+    budget = memory_budget(max_memory)
     specs, planned = plan(experiment, set_, profile, seeds)
     db = Store(store)
-    train(specs, planned, db, workers)
+    train(specs, planned, db, workers, max_memory=budget)
     run_ids = {p.run_id for p in planned}
     if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
         print_summary(db, run_ids)  # several seeds per cell
@@ -109,12 +118,25 @@ def check_workers(workers: int | None) -> None:
         fail(f"--workers: {workers} is not allowed: must be >= 1")
 
 
+def memory_budget(text: str | None) -> int | None:
+    """--max-memory in bytes, or exit 2 with what is allowed."""
+    if text is None:
+        return None
+    from optlab.engine.memory import parse_bytes
+
+    try:
+        return parse_bytes(text)
+    except ValueError:
+        fail(f"--max-memory: {text!r} is not allowed: a positive size such as 512M, 2G or 1.5GB")
+
+
 def train(
     specs: list[ExperimentSpec],
     planned: list[PlannedRun],
     db: Store,
     workers: int | None,
     out: Console = console,
+    max_memory: int | None = None,
 ) -> None:
     """Train what the store lacks of ``planned``, with a progress bar on ``out``."""
     from optlab.engine import pending, run_planned
@@ -132,6 +154,7 @@ def train(
             lambda n: bar.advance(task, n),
             workers=workers or default_workers(),
             experiments=specs,
+            max_memory=max_memory,
         )
 
 
@@ -360,6 +383,7 @@ def reproduce(
     seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
     workers: WorkersOpt = None,
+    max_memory: MaxMemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
@@ -369,9 +393,10 @@ def reproduce(
     from optlab.analysis.claims import ALPHA, judge
 
     check_workers(workers)
+    budget = memory_budget(max_memory)
     specs, planned = plan(suite, None, profile, seeds)
     db = Store(store)
-    train(specs, planned, db, workers, err_console if as_json else console)
+    train(specs, planned, db, workers, err_console if as_json else console, budget)
     convergence.record(db, sorted({p.run_id for p in planned}))
     tables = {spec.name: cells(db, spec.name) for spec in specs}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})

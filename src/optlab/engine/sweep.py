@@ -2,9 +2,10 @@
 
 Runs whose computation has the same shape (they differ only in the training seed and
 numeric optimizer hyperparameters) form one group and train as one stack. Groups are
-cut into stacks of at most ``max_runs`` and, with ``workers > 1``, trained in a pool of
-processes that divide the machine's cores among them (two processes that each take
-every core slow each other down many times over); every worker writes to the one store.
+cut into stacks of at most ``max_runs``, and of as many runs as fit a memory budget
+(``engine.memory``), and, with ``workers > 1``, trained in a pool of processes that divide
+the machine's cores among them (two processes that each take every core slow each other
+down many times over); every worker writes to the one store.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 
 from optlab.config import ExperimentSpec, PlannedRun, RunSpec
+from optlab.engine.memory import runs_that_fit
 from optlab.engine.train import Outcome, train_group
 from optlab.optim import OPTIMIZERS
 from optlab.store import DONE, Store
@@ -52,14 +54,18 @@ def group_key(spec: RunSpec) -> str:
     return json.dumps(tree, sort_keys=True)
 
 
-def group_runs(specs: Sequence[RunSpec], max_runs: int = MAX_RUNS) -> list[list[RunSpec]]:
-    """Stackable runs together, in even stacks of at most ``max_runs``, the costliest first."""
+def group_runs(
+    specs: Sequence[RunSpec], max_runs: int = MAX_RUNS, max_memory: int | None = None
+) -> list[list[RunSpec]]:
+    """Stackable runs together, in even stacks of at most ``max_runs`` and, given a budget
+    of ``max_memory`` bytes per stack, of at most as many runs as fit it; costliest first."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(group_key(spec), []).append(spec)
     stacks = []
     for group in groups.values():
-        parts = -(-len(group) // max_runs)
+        cap = max_runs if max_memory is None else min(max_runs, runs_that_fit(group[0], max_memory))
+        parts = -(-len(group) // cap)
         stacks += [group[i::parts] for i in range(parts)]
     return sorted(stacks, key=cost, reverse=True)
 
@@ -88,10 +94,14 @@ def run_planned(
     workers: int = 1,
     max_runs: int = MAX_RUNS,
     experiments: Sequence[ExperimentSpec] = (),
+    max_memory: int | None = None,
 ) -> list[Outcome]:
-    """Record the plan, then train every pending stack; returns what was trained now."""
+    """Record the plan, then train every pending stack; returns what was trained now.
+    ``max_memory``: bytes for all the training at once, so each of ``workers`` stacks
+    training side by side gets its share."""
     store.plan(planned, experiments)
-    stacks = group_runs(pending(planned, store), max_runs)
+    budget = None if max_memory is None else max_memory // max(1, workers)
+    stacks = group_runs(pending(planned, store), max_runs, budget)
     if workers <= 1 or len(stacks) <= 1:
         return [o for stack in stacks for o in train_group(stack, store, on_steps)]
     threads = max(1, default_workers() // workers)
