@@ -17,7 +17,7 @@ from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
 
 COLUMNS = 4
-PROBE_SPLITS = ("moments", "update", "distance", "effective_lr")
+PROBE_SPLITS = ("moments", "update", "distance", "decayed_init", "effective_lr")
 
 
 def tensor_names(record: ExperimentRecord, split: str = "params") -> list[str]:
