@@ -70,3 +70,41 @@ def test_import_path_optimizer_gives_the_ratio_but_no_split():
     out = step_ratios(obs)
     assert set(out) == {"w/update_ratio"} and out["w/update_ratio"].item() == pytest.approx(0.1)
     assert moments(Observation(step=1, params=w, evaluation=NO_EVAL, optimizer=opt)) == {}
+
+
+def test_decayed_init_by_the_closed_form():
+    # Zero gradients: AdamW's adaptive step is 0, so w_k = P_k w_0 with P_k = (1 − λη)^k:
+    # distance 0 and angle 0. With a gradient, the distance is ‖w_k − (1 − λη)^k w_0‖ by hand.
+    from optlab.probes.optimizer import decayed_init
+
+    spec = OptimizerSpec(name="adamw", lr=0.1, weight_decay=0.5)
+    w0 = torch.tensor([[3.0, 4.0], [1.0, -1.0]])  # two runs
+    for grad, moved in (
+        (torch.zeros(2, 2), False),
+        (torch.tensor([[1.0, -1.0], [2.0, 0.5]]), True),
+    ):
+        w = {"w": w0.clone()}
+        opt = StackedOptimizer([spec, spec], w)
+        for _ in range(5):
+            opt.step([grad])
+        obs = Observation(step=5, params=w, evaluation=NO_EVAL, init={"w": w0}, optimizer=opt)
+        out = decayed_init(obs)
+        expected = (w["w"] - 0.95**5 * w0).norm(dim=1)
+        assert torch.allclose(out["w/distance"], expected, atol=1e-6)
+        cos = (w["w"] * w0).sum(1) / (w["w"].norm(dim=1) * w0.norm(dim=1))
+        assert torch.allclose(out["w/angle"], cos.clamp(-1, 1).arccos(), atol=1e-3)
+        assert bool((out["w/distance"] > 1e-3).all()) is moved
+    sgd = StackedOptimizer([OptimizerSpec(name="sgd")], {"w": w0[:1].clone()})
+    assert decayed_init(Observation(1, {"w": w0[:1]}, NO_EVAL, {"w": w0[:1]}, optimizer=sgd)) == {}
+
+
+def test_decayed_init_of_a_scalar_per_run():
+    from optlab.probes.optimizer import decayed_init
+
+    s0 = torch.tensor([2.0, -1.0])  # (R,): one scalar per run, as the ladder's offset
+    s = {"offset": s0.clone()}
+    opt = StackedOptimizer([OptimizerSpec(name="adamw", lr=0.1, weight_decay=0.5)] * 2, s)
+    opt.step([torch.zeros(2)])
+    out = decayed_init(Observation(1, s, NO_EVAL, {"offset": s0}, optimizer=opt))
+    assert torch.allclose(out["offset/distance"], torch.zeros(2), atol=1e-7)
+    assert torch.allclose(out["offset/angle"], torch.zeros(2), atol=1e-3)

@@ -81,3 +81,17 @@ def test_report_renders_in_chromium(report, tmp_path):
         assert shot.size[0] == 1400  # no figure overflows the page
         assert shot.size[1] > 2000  # the whole page, figures included
         assert len(shot.convert("L").getcolors()) > 16  # not a blank page
+
+
+def test_report_shows_the_verdicts_on_the_claims_its_experiments_bear_on(tmp_path):
+    from optlab.analysis.claims import judge
+    from tests.analysis.test_claims import AS_THE_PAPER, _final_store
+
+    store = _final_store(tmp_path / "s.db", AS_THE_PAPER)
+    verdicts, tests = judge(store, experiments={"final"})
+    store.close()
+    page = write_report(tmp_path / "s.db", tmp_path / "r.html").read_text()
+    assert "The paper&#x27;s claims" in page or "The paper's claims" in page
+    assert f"Holm-corrected over {tests} tests" in page
+    assert page.count("<b>holds</b>") == sum(v.verdict == "holds" for v in verdicts) == 9
+    assert "With L1 decay" not in page  # the optimization experiment is not in this store

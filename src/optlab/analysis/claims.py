@@ -127,8 +127,8 @@ def _higher_is_better(metric: str) -> bool:
     return "loss" not in metric
 
 
-def _missing(what: str) -> Check:
-    return Check(f"{what}: no runs in the store", INCONCLUSIVE)
+def _missing(what: str, why: str = "no runs in the store") -> Check:
+    return Check(f"{what}: {why}", INCONCLUSIVE)
 
 
 def _fmt(s) -> str:
@@ -215,7 +215,7 @@ def _trend(ev: Evidence, part: dict) -> list[Check]:
 def _per_seed(ev: Evidence, part: dict, test: Callable[[pd.DataFrame], bool], what: str):
     series = ev.series(part["experiment"], part["case"], "params", part["tensor"])
     if not series:
-        return [_missing(f"{part['case']} {part['tensor']}")]
+        return [_missing(f"{part['case']} {part['tensor']}", "not recorded (the params probe)")]
     passed = sum(test(s) for s in series)
     verdict = HOLDS if passed == len(series) else FAILS if passed <= len(series) / 2 else None
     return [
@@ -239,7 +239,7 @@ def _settles_more(ev: Evidence, part: dict) -> list[Check]:
     exp, a, b = part["experiment"], part["a"], part["b"]
     x, y = ev.settled_share(exp, a), ev.settled_share(exp, b)
     if len(x) < 2 or len(y) < 2:
-        return [_missing(f"params of {a}, {b}")]
+        return [_missing(f"settling of {a}, {b}", "needs two seeds each and the params probe")]
     _, _, p = welch(x, y)
     value = f"settled share {a} {x.mean():.2f} vs {b} {y.mean():.2f}, p={p:.2g}"
     return [Check(value, p=p, effect_sign=int(np.sign(x.mean() - y.mean())))]

@@ -37,11 +37,11 @@ def decayed_weights(
 
 def distance_from_decayed_init(w: Tensor, w0: Tensor, p: float) -> Tensor:
     """‖w_k − P_k w_0‖ over all axes after the run axis: how far the steps carried w."""
-    return (w - p * w0).flatten(1).norm(dim=1)
+    return (w - p * w0).reshape(w.shape[0], -1).norm(dim=1)
 
 
 def angle(w: Tensor, w0: Tensor) -> Tensor:
     """The angle (radians) between w_k and w_0 of each run: arccos(⟨w, w_0⟩/(‖w‖‖w_0‖))."""
-    a, b = w.flatten(1), w0.flatten(1)
+    a, b = w.reshape(w.shape[0], -1), w0.reshape(w0.shape[0], -1)
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
     return cos.clamp(-1.0, 1.0).arccos()

@@ -13,6 +13,7 @@ scalars        scalars     ``<tensor>`` or ``<tensor>/<i>`` for tensors of ≤ 4
 moments        moments     ``<tensor>/{sqrt_v_hat_min,sqrt_v_hat_median,sqrt_v_hat_max,m_hat_norm}``
 update         update      ``<tensor>/{update_ratio,decay_ratio,adaptive_ratio,decay_share}``
 distance       distance    ``<tensor>/{distance,cosine}`` (from θ_0)
+decayed_init   decayed_init  ``<tensor>/{distance,angle}``: ‖w_k − P_k w_0‖, ∠(w_k, w_0)
 effective_lr   effective_lr  ``<tensor>/effective_lr`` for scale-invariant tensors
 snapshots      (arrays)    ``snapshot/<tensor>`` for tensors of ≤ 8192 entries
 predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eval_labels,
@@ -32,6 +33,7 @@ PROBES: dict[str, Probe] = {
     "moments": Probe("moments", optimizer.moments),
     "update": Probe("update", optimizer.step_ratios, needs=frozenset({"update"})),
     "distance": Probe("distance", tensors.distance, needs=frozenset({"init"})),
+    "decayed_init": Probe("decayed_init", optimizer.decayed_init, needs=frozenset({"init"})),
     "effective_lr": Probe("effective_lr", tensors.effective_lr),
     "snapshots": Probe("snapshots", tensors.snapshots, arrays=True),
     "predictions": Probe(

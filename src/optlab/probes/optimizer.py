@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from optlab.optim.closed_form import angle, distance_from_decayed_init
 from optlab.probes.base import Observation, Params, Update
 
 
@@ -68,4 +69,27 @@ def step_ratios(obs: Observation) -> dict[str, Tensor]:
         out[f"{name}/adaptive_ratio"] = ada / size
         total = dec + ada
         out[f"{name}/decay_share"] = torch.where(total > 0, dec / total, torch.zeros_like(total))
+    return out
+
+
+def decayed_init(obs: Observation) -> dict[str, Tensor]:
+    """The notepad's closed form of decoupled L2 decay (seed 001): w_k = P_k·w_0 − Σ_j η_j·
+    Π_{i>j}(1 − λη_i)·s_j with P_k = Π_{i≤k}(1 − λη_i). Per tensor, ``<tensor>/distance``
+    = ‖w_k − P_k w_0‖ (how far the steps carried w beyond its decayed start) and
+    ``<tensor>/angle`` between w_k and w_0 (radians); only for rules with decoupled L2 decay."""
+    opt = obs.optimizer
+    if opt is None or opt.torch_optimizer is not None:
+        return {}
+    scales = torch.tensor([opt.lr_scale(i) for i in range(1, opt.t + 1)], dtype=torch.float64)
+    out = {}
+    for name, w in obs.params.items():
+        hyper = opt.hypers[name]
+        if hyper.get("decay") != "l2":
+            continue
+        lam_lr = torch.as_tensor(hyper["weight_decay"] * hyper["lr"], dtype=torch.float64)
+        p = torch.log1p(-lam_lr.reshape(-1, 1).cpu() * scales).sum(1).exp()  # (R,)
+        p = p.to(w.device, w.dtype).reshape(-1, *[1] * (w.dim() - 1))
+        w0 = obs.init[name]
+        out[f"{name}/distance"] = distance_from_decayed_init(w.detach(), w0, p)
+        out[f"{name}/angle"] = angle(w.detach(), w0)
     return out

@@ -51,6 +51,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
     try:
         names = experiments(store)
         finals = store.final_metrics()
+        claims = _claims_section(store, set(names))
         with tempfile.TemporaryDirectory() as tmp:
             sections = [
                 _section(store, load_experiment_record(store, name), finals, Path(tmp) / str(i))
@@ -64,12 +65,39 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>optlab report</title><style>{STYLE}</style></head><body>"
         f"<h1>optlab report</h1><p>Store <code>{_e(str(store_path))}</code>, written {when}; "
-        f"{len(names)} experiment(s).</p><ul>{nav}</ul>{''.join(sections)}</body></html>\n"
+        f"{len(names)} experiment(s).</p><ul>{nav}</ul>{claims}{''.join(sections)}"
+        "</body></html>\n"
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _claims_section(store: Store, names: set[str]) -> str:
+    """The paper's claims about the experiments in the store, as ``optlab reproduce`` judges
+    them; nothing when none of them applies."""
+    from optlab.analysis.claims import ALPHA, judge
+
+    verdicts, tests = judge(store, experiments=names)
+    if not verdicts:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(v.text)}</td><td>{_e(v.source)}</td><td>{_e(v.paper)}</td>"
+        f"<td>{_e(v.value)}</td><td><b>{_e(v.verdict)}</b></td></tr>"
+        for v in verdicts
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("claim", "source", "paper", "optlab (95% interval, seeds)", "verdict")
+    )
+    return (
+        "<section><h2>The paper's claims</h2>"
+        f'<div class="wide"><table><tr>{head}</tr>{rows}</table></div>'
+        "<p>Intervals: 95% percentile bootstrap over seeds of the tuned runs; tests: Welch "
+        f"(means) and least-squares slope, Holm-corrected over {tests} tests at α = {ALPHA}."
+        "</p></section>"
+    )
 
 
 def _section(store: Store, rec: ExperimentRecord, finals: dict, folder: Path) -> str:

@@ -17,7 +17,7 @@ from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
 
 COLUMNS = 4
-PROBE_SPLITS = ("moments", "update", "distance", "effective_lr")
+PROBE_SPLITS = ("moments", "update", "distance", "decayed_init", "effective_lr")
 
 
 def tensor_names(record: ExperimentRecord, split: str = "params") -> list[str]:
@@ -61,7 +61,7 @@ def plot_per_tensor(
             color = f"C{i % 10}"
             mean = line[condition].mean(axis=1)
             ax.plot(mean.index, mean, color=color, label=condition, linewidth=1.2)
-            if band:
+            if band and all(condition in b.columns.get_level_values("condition") for b in (lo, hi)):
                 low, high = lo[condition].min(axis=1), hi[condition].max(axis=1)
                 ax.fill_between(mean.index, low, high, color=color, alpha=0.12)
         values = line.to_numpy(dtype=float)
