@@ -154,3 +154,26 @@ def test_stacked_and_one_run_paths_end_at_the_same_parameters_after_500_steps(tm
             a, b = stacked.array(p.run_id, name)[500], alone.array(p.run_id, name)[500]
             worst = max(worst, float(abs(a - b).max() / abs(b).max()))
     assert worst <= 1e-5
+
+
+def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradients():
+    import torch
+
+    from optlab.config import ModelSpec
+    from optlab.engine.train import loss_and_grads, run_slices
+    from optlab.models import build_model
+    from optlab.stacking import stack_runs
+    from optlab.tasks.voronoi import make_environment
+
+    assert run_slices(32, 32, 2048) == [slice(i, i + 4) for i in range(0, 32, 4)]  # 2^18 each
+    assert run_slices(3, 32, 138) == [slice(0, 3)]
+    env = make_environment(2, 2, 64, 10, 10, 42, "paper")
+    model = build_model(ModelSpec(name="centers", hidden_dim=64), env)
+    params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(5)])
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    x, y = env.tensors("train")
+    whole = loss_and_grads(model, params, x[None], y[None], [slice(0, 5)])
+    parts = loss_and_grads(model, params, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)])
+    assert torch.equal(whole[0], parts[0])
+    assert all(torch.equal(a, b) for a, b in zip(whole[1], parts[1], strict=True))
+    assert all(g.abs().sum() > 0 for g in parts[1])

@@ -101,7 +101,7 @@ class StackedOptimizer:
         """For ``adamw`` with decay l2 or none and no ε tied to η: (numbers, runs, tensors)
         for each ``fused_adamw_`` call of a step, the whole stack in one call per tensor
         group when its runs share their numbers, else one call per run; else None."""
-        if name != "adamw" or self.eps_lr_ratio is not None:
+        if name != "adamw" or self.eps_lr_ratio is not None or not self.params:
             return None
         runs = next(iter(self.params.values())).shape[0]
         groups: dict[tuple, tuple[dict[str, float], slice, list[str]]] = {}

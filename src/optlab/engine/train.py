@@ -32,6 +32,10 @@ from optlab.tasks.voronoi import Environment, make_environment
 # runs × points × width per eval forward pass: 4 MB of float32 activations stay in cache,
 # about 5× faster here than 8192 point·runs at width 2048 (measured, centers at R = 1 and 32)
 EVAL_CHUNK_ELEMENTS = 2**20
+# runs × batch × width per training forward/backward: a wide stack trains a slice of its
+# runs at a time, each run's gradient bitwise unchanged, so that activations stay in cache
+# (1 MB: centers at R = 32, B = 32 steps 1.5× faster than in one piece, measured here)
+TRAIN_CHUNK_ELEMENTS = 2**18
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,35 @@ def evaluate(
     )
 
 
+def run_slices(runs: int, batch: int, width: int) -> list[slice]:
+    """The stack's runs in slices of about ``TRAIN_CHUNK_ELEMENTS`` activations each."""
+    per = max(1, TRAIN_CHUNK_ELEMENTS // (batch * width))
+    return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)]
+
+
+def loss_and_grads(
+    model: Model, params: Params, x: Tensor, y: Tensor, slices: Sequence[slice]
+) -> tuple[Tensor, list[Tensor]]:
+    """Each run's loss (R,) and the gradients of their sum, one slice of runs at a time.
+
+    The runs are independent, so a slice's gradient is exactly its runs' part of the whole
+    stack's; with one slice this is a plain backward over the stack."""
+    runs = next(iter(params.values())).shape[0]
+    if len(slices) == 1:
+        loss = run_losses(model.forward(params, x), y, runs)
+        return loss, list(torch.autograd.grad(loss.sum(), list(params.values())))
+    grads = [torch.empty_like(p) for p in params.values()]
+    losses = []
+    for part in slices:
+        sub = {k: p.detach()[part].requires_grad_() for k, p in params.items()}
+        xs, ys = (x, y) if x.shape[0] == 1 else (x[part], y[part])
+        loss = run_losses(model.forward(sub, xs), ys, part.stop - part.start)
+        for buf, g in zip(grads, torch.autograd.grad(loss.sum(), list(sub.values())), strict=True):
+            buf[part] = g
+        losses.append(loss.detach())
+    return torch.cat(losses), grads
+
+
 def train_group(
     specs: Sequence[RunSpec],
     store: Store,
@@ -140,12 +173,14 @@ def train_group(
     rows, arrays = observe(0)
     store.log(rows, arrays)
     last_flush = 0
+    slices = run_slices(runs, max(sizes), model.width)
     for t in range(steps):
         x, y = batches(t)
-        loss = run_losses(model.forward(params, x), y, runs)
         recorded = (t + 1) % every == 0 or t + 1 == steps
-        if params:
-            grads = torch.autograd.grad(loss.sum(), list(params.values()))
+        if not params:
+            loss = run_losses(model.forward(params, x), y, runs)
+        else:
+            loss, grads = loss_and_grads(model, params, x, y, slices)
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)
