@@ -4,7 +4,8 @@
 2. the final model (hidden 512, batch 1024, eval of 10k points every 50 steps): steps/s,
    model FLOPs per step from its shapes, and the share of (1) it reaches;
 3-4. ``centers`` and ``plus_minus`` at batch 32: run·steps/s for R = 1, 8, 32 stacked runs;
-5. each case's peak resident memory and the store's bytes per run;
+5. each case's peak resident memory (optlab's runs, the plain loop apart) and the store's
+   bytes per run;
 6. beside each, the plain loop of ``optlab.bench.plain``.
 """
 
@@ -138,6 +139,7 @@ def final_case(steps: int, peak: float, store: Store, n_eval: int = 10_000) -> d
     environment_for(spec)  # drawn once per process, outside either timing
     reset_peak_rss()
     rate, stored = optlab_rate(spec, 1, store)
+    rss = peak_rss_mb()
     flops = final_flops_per_step(2, 512, 2, 1024)
     base = plain_rate(spec)
     return {
@@ -147,7 +149,7 @@ def final_case(steps: int, peak: float, store: Store, n_eval: int = 10_000) -> d
         "plain_loop_steps_per_s": base,
         "vs_plain_loop": rate / base,
         "store_bytes_per_run": stored,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": rss,
     }
 
 
@@ -161,6 +163,7 @@ def ladder_case(
     case: dict = {}
     for runs in stacks:
         case[f"r{runs}_run_steps_per_s"], stored = optlab_rate(spec, runs, store)
+    rss = peak_rss_mb()  # optlab's stacks, not the plain loop's
     base = plain_rate(spec)
     r1, r32 = case["r1_run_steps_per_s"], case["r32_run_steps_per_s"]
     return {
@@ -170,7 +173,7 @@ def ladder_case(
         "speedup_r32": r32 / r1,
         "stacked_vs_plain_loop": r32 / base,
         "store_bytes_per_run": stored,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": rss,
     }
 
 
