@@ -120,7 +120,8 @@ def plain_rate(spec: RunSpec) -> float:
 
 @dataclass(frozen=True)
 class Plan:
-    """Steps per case; ``quick`` keeps the same cases and eval cadence, fewer steps, no R = 8.
+    """Steps per case; ``quick`` keeps the same cases and eval cadence: fewer steps, no R = 8,
+    one alternation.
     The one-run path and the plain loop alternate ``repeats`` times and each keeps its best,
     so that a neighbour's burst on a shared machine does not decide their ratio."""
 
@@ -132,7 +133,7 @@ class Plan:
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 1000}, (1, 8, 32))
-QUICK = Plan(100, {"centers": 100, "plus_minus": 200}, (1, 32))
+QUICK = Plan(100, {"centers": 100, "plus_minus": 200}, (1, 32), repeats=1)
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 
 
