@@ -436,8 +436,16 @@ def print_cells(experiment: str, table) -> None:
     if table.empty:
         return
     tuned = [c for c in table.columns if c.startswith(("optimizer.", "model.", "train."))]
-    out = Table("case", *tuned, "seeds", "diverged", "test accuracy [95% CI]", "test loss")
+    compared = "delta" in table.columns
+    extra = ("Δ vs baseline [95% CI]", "p (Holm)") if compared else ()
+    out = Table("case", *tuned, "seeds", "diverged", "test accuracy [95% CI]", "test loss", *extra)
     for r in table.to_dict("records"):
+        delta = () if not compared else ("-", "-")
+        if compared and not _missing(r["delta"]):
+            delta = (
+                f"{r['delta']:+.4f} [{r['delta_lo']:+.4f}, {r['delta_hi']:+.4f}]",
+                f"{r['p']:.2g} ({r['p_holm']:.2g})",
+            )
         out.add_row(
             r["case"],
             *(str(r[c]) for c in tuned),
@@ -445,9 +453,15 @@ def print_cells(experiment: str, table) -> None:
             str(r["diverged"]),
             f"{r['test_accuracy']:.4f} [{r['test_accuracy_lo']:.4f}, {r['test_accuracy_hi']:.4f}]",
             f"{r['test_loss']:.4f}",
+            *delta,
         )
     console.print(f"[bold]{experiment}[/bold]" + (f" (tuned: {', '.join(tuned)})" if tuned else ""))
     console.print(out)
+    if compared:
+        console.print(
+            f"Δ: test accuracy minus the baseline's; p: Welch, Holm over the "
+            f"{int(table['comparisons'].iloc[0])} comparisons of this experiment."
+        )
 
 
 @app.command()

@@ -315,6 +315,7 @@ class ExperimentSpec(_Strict):
     tune: dict[str, list[Any]] = Field(
         default_factory=dict, description="axes over which each cell keeps its best value"
     )
+    baseline: str | None = Field(None, description="the case every other case is compared to")
     seeds: list[int] = Field(default_factory=lambda: [TrainSpec().seed], min_length=1)
     profiles: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -449,6 +450,10 @@ def load_experiment(source: str | Path | dict) -> ExperimentSpec:
         spec = ExperimentSpec.model_validate(tree)
     except ValidationError as err:
         raise SpecError(_format_error(err, "experiment")) from None
+    if spec.baseline is not None and spec.baseline not in spec.cases:
+        raise SpecError(
+            f"baseline: {spec.baseline!r} is not a case; valid: {', '.join(spec.cases)}"
+        )
     for name in ("paper", *spec.profiles):
         overrides, per_case, tune = spec.profile(name)
         if unknown := sorted(set(per_case) - set(spec.cases)):

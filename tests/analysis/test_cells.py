@@ -42,3 +42,25 @@ def test_without_tune_axes_every_run_counts(tmp_path):
     spec = {**SPEC, "tune": {}, "grid": {"optimizer.lr": [1e-3, 1e-2]}}
     table = cells(fake_store(tmp_path / "s.db", spec, finals), "tuned")
     assert len(table) == 4 and set(table["seeds"]) == {3}  # a cell per case × grid value
+
+
+def test_cells_compare_to_the_baseline_with_welch_and_holm(tmp_path):
+    from optlab.analysis.stats import welch
+
+    spec = {**SPEC, "cases": {**SPEC["cases"], "z": {"model.nonlinearity": "swish"}}}
+    table = cells(fake_store(tmp_path / "s.db", {**spec, "baseline": "x"}, finals), "tuned")
+    table = table.set_index("case")
+    # y keeps lr 1e-2: 0.91, 0.92, 0.93 against x's 0.81, 0.82, 0.83 (lr 1e-3).
+    assert table.loc["y", "delta"] == pytest.approx(0.10)
+    assert table.loc["y", "delta_lo"] <= 0.10 <= table.loc["y", "delta_hi"]
+    p = welch([0.91, 0.92, 0.93], [0.81, 0.82, 0.83])[2]
+    assert table.loc["y", "p"] == pytest.approx(p)
+    assert table.loc["y", "p_holm"] == pytest.approx(min(1.0, 2 * p))  # two comparisons
+    assert math.isnan(table.loc["x", "delta"]) and set(table["comparisons"]) == {2}
+
+
+def test_baseline_must_be_a_case():
+    from optlab.config import SpecError, load_experiment
+
+    with pytest.raises(SpecError, match="baseline: 'w' is not a case; valid: x, y"):
+        load_experiment({**SPEC, "baseline": "w"})

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from optlab.analysis.stats import Summary, summarize
+from optlab.analysis.stats import Summary, difference_ci, holm, summarize, welch
 from optlab.store import Store
 
 FINALS = ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy")
@@ -57,8 +57,12 @@ def tune(runs: pd.DataFrame, cell_keys: list[str], tune_keys: list[str]) -> pd.D
 
 
 def cells(store: Store, experiment: str) -> pd.DataFrame:
-    """Per cell of an experiment: its tuned value, seeds, divergences and test figures."""
-    grid_keys, tune_keys = axes(store.experiments().get(experiment, {}))
+    """Per cell of an experiment: its tuned value, seeds, divergences and test figures; with
+    a ``baseline`` case, each other cell's test-accuracy difference from the baseline cell at
+    the same grid point, its bootstrap interval, Welch's p and the Holm-adjusted p over
+    the experiment's comparisons (their number in ``comparisons``)."""
+    spec = store.experiments().get(experiment, {})
+    grid_keys, tune_keys = axes(spec)
     picked = tuned_runs(store, experiment)
     if picked.empty:
         return pd.DataFrame()
@@ -74,7 +78,36 @@ def cells(store: Store, experiment: str) -> pd.DataFrame:
             s = summarize(group[metric].to_numpy())
             row.update({f"{metric}": s.mean, f"{metric}_lo": s.lo, f"{metric}_hi": s.hi})
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if spec.get("baseline") is not None:
+        table = _against_baseline(table, picked, spec["baseline"], grid_keys)
+    return table
+
+
+def _against_baseline(
+    table: pd.DataFrame, runs: pd.DataFrame, baseline: str, grid_keys: list[str]
+) -> pd.DataFrame:
+    """Add delta, delta_lo, delta_hi, p, p_holm and comparisons (test accuracy vs baseline)."""
+    cols = {k: [math.nan] * len(table) for k in ("delta", "delta_lo", "delta_hi", "p")}
+    for i, row in table.iterrows():
+        if row["case"] == baseline:
+            continue
+        same = np.ones(len(runs), dtype=bool)
+        for k in grid_keys:
+            same &= (runs[k] == row[k]).to_numpy()
+        a = runs.loc[same & (runs["case"] == row["case"]).to_numpy(), "test_accuracy"]
+        b = runs.loc[same & (runs["case"] == baseline).to_numpy(), "test_accuracy"]
+        if len(a) < 2 or len(b) < 2:
+            continue
+        cols["delta"][i] = a.mean() - b.mean()
+        cols["delta_lo"][i], cols["delta_hi"][i] = difference_ci(a, b)
+        cols["p"][i] = welch(a, b)[2]
+    table = table.assign(**cols)
+    tested = table["p"].notna()
+    table["p_holm"] = math.nan
+    table.loc[tested, "p_holm"] = holm(table.loc[tested, "p"].tolist())
+    table["comparisons"] = int(tested.sum())
+    return table
 
 
 def tuned_runs(store: Store, experiment: str) -> pd.DataFrame:
