@@ -390,7 +390,7 @@ def reproduce(
     """Train what is missing, then print each cell over seeds and a verdict per claim."""
     from optlab.analysis import convergence
     from optlab.analysis.cells import cells
-    from optlab.analysis.claims import ALPHA, judge
+    from optlab.analysis.claims import judge, method_note
 
     check_workers(workers)
     budget = memory_budget(max_memory)
@@ -425,11 +425,7 @@ def reproduce(
     for v in verdicts:
         out.add_row(v.text, v.source, v.paper, v.value, v.verdict)
     console.print(out)
-    console.print(
-        f"profile {profile}; intervals: 95% percentile bootstrap over seeds; "
-        f"tests: Welch (means) and least-squares slope, Holm-corrected over {tests} tests "
-        f"at α = {ALPHA}."
-    )
+    console.print(f"profile {profile}. {method_note(tests)}")
 
 
 def print_cells(experiment: str, table) -> None:

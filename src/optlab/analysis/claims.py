@@ -105,9 +105,8 @@ class Evidence:
         runs = self.runs(experiment, case)
         if runs.empty:
             return []
-        m = self.store.metrics(list(runs["id"]))
-        m = m[(m["split"] == split) & (m["name"] == name)]
-        return [g for _, g in m.groupby("run_id")]
+        m = self.store.metrics(list(runs["id"]), split=split)
+        return [g for _, g in m[m["name"] == name].groupby("run_id")]
 
     def settled_share(self, experiment: str, case: str) -> np.ndarray:
         """Per seed, the share of parameter tensors whose mean has settled."""
@@ -144,41 +143,46 @@ def _approx(ev: Evidence, part: dict) -> list[Check]:
     return [Check(f"{part['case']} {_fmt(s)}", verdict or INCONCLUSIVE)]
 
 
-def _difference(ev: Evidence, part: dict, a: str, b: str) -> tuple[np.ndarray, np.ndarray, str]:
-    exp, metric = part["experiment"], part["metric"]
-    x, y = ev.values(exp, a, metric), ev.values(exp, b, metric)
-    return x, y, f"{a} − {b}"
+def _pairs(ev: Evidence, part: dict, least: int):
+    """For ``a`` against each case of ``b``: (label, a's values, b's values, sign), sign = +1
+    where higher ``metric`` is better; or, with fewer than ``least`` seeds, a missing check."""
+    exp, metric, a = part["experiment"], part["metric"], part["a"]
+    sign = 1 if _higher_is_better(metric) else -1
+    for b in _as_list(part["b"]):
+        x, y, label = ev.values(exp, a, metric), ev.values(exp, b, metric), f"{a} − {b}"
+        yield (label, x, y, sign) if min(len(x), len(y)) >= least else _missing(label)
+
+
+def _difference(label: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, str]:
+    """mean(x) − mean(y), its bootstrap interval, and the text that quotes them."""
+    lo, hi = difference_ci(x, y)
+    diff = x.mean() - y.mean()
+    return diff, lo, hi, f"{label} = {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] n={len(x)}/{len(y)}"
 
 
 def _better(ev: Evidence, part: dict) -> list[Check]:
     checks = []
-    sign = 1 if _higher_is_better(part["metric"]) else -1
-    for b in _as_list(part["b"]):
-        x, y, label = _difference(ev, part, part["a"], b)
-        if len(x) < 2 or len(y) < 2:
-            checks.append(_missing(label))
+    for pair in _pairs(ev, part, least=2):
+        if isinstance(pair, Check):
+            checks.append(pair)
             continue
-        t, _, p = welch(x, y)
-        lo, hi = difference_ci(x, y)
-        diff = x.mean() - y.mean()
-        value = f"{label} = {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] p={p:.2g} n={len(x)}/{len(y)}"
-        checks.append(Check(value, p=p, effect_sign=int(np.sign(diff * sign))))
+        label, x, y, sign = pair
+        diff, _, _, value = _difference(label, x, y)
+        p = welch(x, y)[2]
+        checks.append(Check(f"{value} p={p:.2g}", p=p, effect_sign=int(np.sign(diff * sign))))
     return checks
 
 
 def _band(ev: Evidence, part: dict, inside: Callable[[float, float], str | None]) -> list[Check]:
+    """Judge the interval of a − b, oriented so that better is positive, with ``inside``."""
     checks = []
-    sign = 1 if _higher_is_better(part["metric"]) else -1
-    for b in _as_list(part["b"]):
-        x, y, label = _difference(ev, part, part["a"], b)
-        if len(x) == 0 or len(y) == 0:
-            checks.append(_missing(label))
+    for pair in _pairs(ev, part, least=1):
+        if isinstance(pair, Check):
+            checks.append(pair)
             continue
-        lo, hi = difference_ci(x, y)
-        diff = x.mean() - y.mean()
-        verdict = inside(*sorted((sign * lo, sign * hi)))
-        value = f"{label} = {diff:+.4f} [{lo:+.4f}, {hi:+.4f}] n={len(x)}/{len(y)}"
-        checks.append(Check(value, verdict or INCONCLUSIVE))
+        label, x, y, sign = pair
+        _, lo, hi, value = _difference(label, x, y)
+        checks.append(Check(value, inside(*sorted((sign * lo, sign * hi))) or INCONCLUSIVE))
     return checks
 
 
@@ -270,6 +274,14 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
                     f"claims {claim['id']}: rule {part['rule']!r} is not one of {', '.join(RULES)}"
                 )
     return claims
+
+
+def method_note(tests: int) -> str:
+    """How the verdict table's intervals and tests were computed, for the CLI and the report."""
+    return (
+        "Intervals: 95% percentile bootstrap over seeds of the tuned runs; tests: Welch "
+        f"(means) and least-squares slope, Holm-corrected over {tests} tests at α = {ALPHA}."
+    )
 
 
 def experiments_of(claim: dict) -> set[str]:

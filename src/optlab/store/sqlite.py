@@ -199,11 +199,18 @@ class Store:
         config = pd.json_normalize([json.loads(c) for c in df.pop("config")])
         return pd.concat([df, config], axis=1)
 
-    def metrics(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
-        sql, params = "SELECT * FROM metrics", ()
+    def metrics(
+        self, run_ids: Sequence[str] | None = None, split: str | None = None
+    ) -> pd.DataFrame:
+        """Long-form metrics, of some runs and one split when asked."""
+        where, params = [], ()
         if run_ids is not None:
-            sql += f" WHERE run_id IN ({','.join('?' * len(run_ids))})"
+            where.append(f"run_id IN ({','.join('?' * len(run_ids))})")
             params = tuple(run_ids)
+        if split is not None:
+            where.append("split = ?")
+            params += (split,)
+        sql = "SELECT * FROM metrics" + (" WHERE " + " AND ".join(where) if where else "")
         return pd.read_sql_query(
             sql + " ORDER BY run_id, split, name, step", self.db, params=params
         )

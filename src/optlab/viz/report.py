@@ -77,7 +77,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
 def _claims_section(store: Store, names: set[str]) -> str:
     """The paper's claims about the experiments in the store, as ``optlab reproduce`` judges
     them; nothing when none of them applies."""
-    from optlab.analysis.claims import ALPHA, judge
+    from optlab.analysis.claims import judge, method_note
 
     verdicts, tests = judge(store, experiments=names)
     if not verdicts:
@@ -94,9 +94,7 @@ def _claims_section(store: Store, names: set[str]) -> str:
     return (
         "<section><h2>The paper's claims</h2>"
         f'<div class="wide"><table><tr>{head}</tr>{rows}</table></div>'
-        "<p>Intervals: 95% percentile bootstrap over seeds of the tuned runs; tests: Welch "
-        f"(means) and least-squares slope, Holm-corrected over {tests} tests at α = {ALPHA}."
-        "</p></section>"
+        f"<p>{_e(method_note(tests))}</p></section>"
     )
 
 
