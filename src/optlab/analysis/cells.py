@@ -63,7 +63,7 @@ def cells(store: Store, experiment: str) -> pd.DataFrame:
     the experiment's comparisons (their number in ``comparisons``)."""
     spec = store.experiments().get(experiment, {})
     grid_keys, tune_keys = axes(spec)
-    picked = tuned_runs(store, experiment)
+    picked = tune(run_table(store, experiment), ["case", *grid_keys], tune_keys)
     if picked.empty:
         return pd.DataFrame()
     cell_keys = ["case", *grid_keys]
