@@ -512,8 +512,11 @@ def bench(
             for k, v in result[name].items()
             if k.endswith("_run_steps_per_s")
         }
+        r = result[name]
         console.print(
-            f"{name}: " + ", ".join(f"R={r} {v:,.0f}" for r, v in rates.items()) + " run·steps/s"
+            f"{name}: " + ", ".join(f"R={n} {v:,.0f}" for n, v in rates.items()) + " run·steps/s"
+            f"; one eval of {result['eval_points']:,} points costs {r['eval_ms_per_run_r1']:.1f} ms per run at R=1,"
+            f" {r['eval_ms_per_run_r32']:.1f} at R=32"
         )
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 

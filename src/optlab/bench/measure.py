@@ -3,7 +3,9 @@
 1. the float32 matmul peak (best of a few square and 1024×512×512 products);
 2. the final model (hidden 512, batch 1024, eval of 10k points every 50 steps): steps/s,
    model FLOPs per step from its shapes, and the share of (1) it reaches;
-3-4. ``centers`` and ``plus_minus`` at batch 32: run·steps/s for R = 1, 8, 32 stacked runs;
+3-4. ``centers`` and ``plus_minus`` at batch 32: run·steps/s of training for R = 1, 8, 32
+   stacked runs (evaluated at the ends only, as the plain loop is not at all), and apart the
+   cost of one 10k-point eval per run at R = 1 and R = 32, the price of the ladder's cadence;
 5. each case's peak resident memory (optlab's runs, the plain loop apart) and the store's
    bytes per run;
 6. beside each, the plain loop of ``optlab.bench.plain``.
@@ -22,7 +24,10 @@ import torch
 
 from optlab.bench import plain
 from optlab.config import RunSpec
-from optlab.engine.train import environment_for, train_group
+from optlab.engine.allocator import keep_freed_memory
+from optlab.engine.train import environment_for, evaluate, train_group
+from optlab.models import build_model
+from optlab.stacking import stack_runs
 from optlab.store import Store
 
 
@@ -92,19 +97,30 @@ def optlab_rate(spec: RunSpec, runs: int, store: Store) -> tuple[float, float]:
 
 
 def _spec(
-    model: str, steps: int, batch: int, lr: float, n_eval: int, hidden: int | None
+    model: str,
+    steps: int,
+    batch: int,
+    lr: float,
+    n_eval: int,
+    hidden: int | None,
+    eval_every: int = 50,
 ) -> RunSpec:
     return RunSpec.model_validate(
         {
             "model": {"name": model, "hidden_dim": hidden},
             "optimizer": {"lr": lr},
-            "train": {"steps": steps, "batch_size": batch, "eval_every": 50, "device": "cpu"},
-            "task": {"n_eval": n_eval, "n_test": 1000},
+            "train": {
+                "steps": steps,
+                "batch_size": batch,
+                "eval_every": eval_every,
+                "device": "cpu",
+            },
+            "task": {"n_eval": n_eval, "n_test": min(n_eval, 1000)},
         }
     )
 
 
-def plain_rate(spec: RunSpec) -> float:
+def plain_rate(spec: RunSpec, eval_every: int | None) -> float:
     env = environment_for(spec)
     x, y = env.tensors("train")
     ex, ey = env.tensors("eval")
@@ -115,7 +131,24 @@ def plain_rate(spec: RunSpec) -> float:
         learned = spec.model.hidden_dim if spec.model.name == "centers" else None
         model = plain.PlusMinus(torch.from_numpy(env.centers), env.classes, learned)
     t = spec.train
-    return plain.plain_steps_per_s(model, x, y, ex, ey, t.steps, t.batch_size, spec.optimizer.lr)
+    return plain.plain_steps_per_s(
+        model, x, y, ex, ey, t.steps, t.batch_size, spec.optimizer.lr, eval_every
+    )
+
+
+def eval_ms_per_run(spec: RunSpec, runs: int, repeats: int = 3) -> float:
+    """Milliseconds per run of one evaluation on the eval set of ``spec`` (best of ``repeats``)
+    for a stack of ``runs``: what each eval of a run's cadence costs."""
+    env = environment_for(spec)
+    model = build_model(spec.model, env)
+    params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(runs)])
+    x, y = env.tensors("eval")
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluate(model, params, x, y, runs)
+        best = min(best, time.perf_counter() - start)
+    return 1e3 * best / runs
 
 
 @dataclass(frozen=True)
@@ -126,9 +159,10 @@ class Plan:
     so that a neighbour's burst on a shared machine does not decide their ratio."""
 
     final_steps: int
-    ladder_steps: dict[str, int]
+    ladder_steps: dict[str, int]  # trained with evals at the ends only, on ``ladder_eval`` points
     stacks: tuple[int, ...]  # must hold 1 and 32, the ratios' two ends
     n_eval: int = 10_000
+    ladder_eval: int = 256
     repeats: int = 2
 
 
@@ -152,9 +186,11 @@ class _Optlab:
         return rate
 
 
-def one_run_against_plain(optlab: _Optlab, repeats: int) -> tuple[float, float]:
+def one_run_against_plain(
+    optlab: _Optlab, repeats: int, eval_every: int | None
+) -> tuple[float, float]:
     """Best of ``repeats`` alternations: optlab's one-run rate, the plain loop's steps/s."""
-    pairs = [(optlab.rate(1), plain_rate(optlab.spec)) for _ in range(repeats)]
+    pairs = [(optlab.rate(1), plain_rate(optlab.spec, eval_every)) for _ in range(repeats)]
     return max(p[0] for p in pairs), max(p[1] for p in pairs)
 
 
@@ -163,7 +199,7 @@ def final_case(steps: int, peak: float, store: Store, plan: Plan = FULL) -> dict
     spec = _spec("final", steps, 1024, 3e-3, plan.n_eval, 512)
     environment_for(spec)  # drawn once per process, outside either timing
     optlab = _Optlab(spec, store)
-    rate, base = one_run_against_plain(optlab, plan.repeats)
+    rate, base = one_run_against_plain(optlab, plan.repeats, spec.train.eval_every)
     flops = final_flops_per_step(2, 512, 2, 1024)
     return {
         "steps_per_s": rate,
@@ -177,11 +213,12 @@ def final_case(steps: int, peak: float, store: Store, plan: Plan = FULL) -> dict
 
 
 def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
-    """``name`` at batch 32: run·steps/s for each stack size R, against the plain loop."""
-    spec = _spec(name, steps, 32, LADDER_LR[name], plan.n_eval, None)
+    """``name`` at batch 32: run·steps/s of training for each stack size R, against the plain
+    loop; and the cost per run of one eval of ``plan.n_eval`` points at R = 1 and R = 32."""
+    spec = _spec(name, steps, 32, LADDER_LR[name], plan.ladder_eval, None, eval_every=steps)
     environment_for(spec)
     optlab = _Optlab(spec, store)
-    r1, base = one_run_against_plain(optlab, plan.repeats)
+    r1, base = one_run_against_plain(optlab, plan.repeats, eval_every=None)
     case = {f"r{runs}_run_steps_per_s": optlab.rate(runs) for runs in plan.stacks if runs > 1}
     r32 = case["r32_run_steps_per_s"]
     return {
@@ -189,6 +226,12 @@ def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
         **case,
         "plain_loop_steps_per_s": base,
         "vs_plain_loop": r1 / base,
+        **{
+            f"eval_ms_per_run_r{runs}": eval_ms_per_run(
+                _spec(name, 1, 32, LADDER_LR[name], plan.n_eval, None), runs
+            )
+            for runs in (1, 32)
+        },
         "speedup_r32": r32 / r1,
         "stacked_vs_plain_loop": r32 / base,
         "store_bytes_per_run": optlab.stored,
@@ -199,8 +242,14 @@ def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
 def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
     """Every figure of the table, as one dict (the ``--json`` output)."""
     plan = plan or (QUICK if quick else FULL)
+    keep_freed_memory()  # process-wide: the plain loops run under the same allocator
     started = time.perf_counter()
-    out: dict = {"device": device_name(), "threads": torch.get_num_threads(), "quick": quick}
+    out: dict = {
+        "device": device_name(),
+        "threads": torch.get_num_threads(),
+        "quick": quick,
+        "eval_points": plan.n_eval,
+    }
     out["matmul_peak_gflops"] = peak = matmul_peak_gflops()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")

@@ -103,9 +103,9 @@ def plain_steps_per_s(
     steps: int,
     batch: int,
     lr: float,
-    eval_every: int = 50,
+    eval_every: int | None = 50,
 ) -> float:
-    """Steps per second of the plain loop, with an eval every ``eval_every`` steps as optlab does."""
+    """Steps per second of the plain loop, with an eval every ``eval_every`` steps (or none)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     start = time.perf_counter()
     for t in range(steps):
@@ -115,7 +115,7 @@ def plain_steps_per_s(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if (t + 1) % eval_every == 0:
+        if eval_every and (t + 1) % eval_every == 0:
             with torch.no_grad():
                 F.cross_entropy(model(eval_x), eval_y).item()
     return steps / (time.perf_counter() - start)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, linear_uniform
+from optlab.models.base import Params, head, linear_uniform
 from optlab.stacking import per_run
 
 SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a scale
@@ -73,7 +73,7 @@ class CenterLabels(_FixedCenters):
     def forward(self, params: Params, x: Tensor) -> Tensor:
         dist = (dot_over_norm(x, self.centers) - 1).abs()
         p = torch.softmax(-SHARP * (dist - dist.amin(-1, keepdim=True)), dim=-1)
-        return p @ params["W"]
+        return head(p, params["W"])
 
 
 class LearnOffset(_FixedCenters):
@@ -88,7 +88,7 @@ class LearnOffset(_FixedCenters):
         return -SHARP * (dot_over_norm(x, self.centers) - per_run(params["offset"], 3)).abs()
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        return torch.softmax(self.center_logits(params, x), dim=-1) @ params["W"]
+        return head(torch.softmax(self.center_logits(params, x), dim=-1), params["W"])
 
 
 class OffsetScale(LearnOffset):
@@ -178,4 +178,4 @@ class Generalized:
     def forward(self, params: Params, x: Tensor) -> Tensor:
         z = (x / 100.0) @ params["weight"] + per_run(params["bias"], 3)
         p = torch.softmax(-per_run(params["scale"], 3) * self.act(z), dim=-1)
-        return p @ params["W"]
+        return head(p, params["W"])
