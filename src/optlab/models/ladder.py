@@ -24,6 +24,12 @@ def dot_over_norm(x: Tensor, centers: Tensor) -> Tensor:
     return x @ c_hat.transpose(-1, -2)
 
 
+def minus_offset(d: Tensor, offset: Tensor) -> Tensor:
+    """d − o for each run's offset o (R,), written d + (−o): the same numbers, and autograd
+    then negates the offset's summed gradient (R,) instead of the whole (R, B, k) gradient."""
+    return d + per_run(-offset, 3)
+
+
 class _FixedCenters:
     """Rungs that read the environment's centers (and, for ``exact``, their labels)."""
 
@@ -85,7 +91,7 @@ class LearnOffset(_FixedCenters):
     def center_logits(self, params: Params, x: Tensor) -> Tensor:
         """−score of each center, the softmax's input; the minus sign rides on the scalar
         factor ((−s)·a equals −(s·a) exactly), which saves a pass over (R, B, k)."""
-        return -SHARP * (dot_over_norm(x, self.centers) - per_run(params["offset"], 3)).abs()
+        return -SHARP * minus_offset(dot_over_norm(x, self.centers), params["offset"]).abs()
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         return head(torch.softmax(self.center_logits(params, x), dim=-1), params["W"])
@@ -101,7 +107,7 @@ class OffsetScale(LearnOffset):
         return z.abs()
 
     def center_logits(self, params: Params, x: Tensor) -> Tensor:
-        z = dot_over_norm(x, self.centers) - per_run(params["offset"], 3)
+        z = minus_offset(dot_over_norm(x, self.centers), params["offset"])
         return per_run(-params["scale"], 3) * self.abs(z, params)
 
 
@@ -148,7 +154,7 @@ class Centers(PlusMinus):
         }
 
     def center_logits(self, params: Params, x: Tensor) -> Tensor:
-        z = dot_over_norm(x, params["centers"]) - per_run(params["offset"], 3)
+        z = minus_offset(dot_over_norm(x, params["centers"]), params["offset"])
         return per_run(-params["scale"], 3) * self.abs(z, params)
 
 
