@@ -11,6 +11,7 @@ optimizer may mix the runs of a stack).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -28,6 +29,19 @@ from optlab.optim.groups import weight_decay_for
 from optlab.optim.schedules import optimizer_schedules
 
 DECAY_SALT = 0xDECA  # keeps decay dropout's stream apart from the init and sampling streams
+
+
+@dataclass(frozen=True)
+class _FusedCall:
+    """One ``fused_adamw_`` call of every step, its arguments built once: the runs' numbers,
+    their slice of the stack (None: all), the tensors' positions among the gradients, and
+    views of the parameters and Adam states it updates in place."""
+
+    numbers: dict[str, float]
+    runs: slice | None
+    tensors: list[int]
+    params: list[Tensor]
+    states: list[dict[str, Tensor]]
 
 
 class StackedOptimizer:
@@ -97,10 +111,10 @@ class StackedOptimizer:
         for name, p in self.params.items():
             p.copy_(new_params[name])
 
-    def _fused_groups(self, name: str) -> list[tuple[dict[str, float], slice, list[str]]] | None:
-        """For ``adamw`` with decay l2 or none and no ε tied to η: (numbers, runs, tensors)
-        for each ``fused_adamw_`` call of a step, the whole stack in one call per tensor
-        group when its runs share their numbers, else one call per run; else None."""
+    def _fused_groups(self, name: str) -> list[_FusedCall] | None:
+        """For ``adamw`` with decay l2 or none and no ε tied to η: each ``fused_adamw_`` call
+        of a step, the whole stack in one call per tensor group when its runs share their
+        numbers, else one call per run; else None."""
         if name != "adamw" or self.eps_lr_ratio is not None or not self.params:
             return None
         runs = next(iter(self.params.values())).shape[0]
@@ -116,19 +130,33 @@ class StackedOptimizer:
             for numbers, part in parts:
                 key = (*numbers.values(), part.start)
                 groups.setdefault(key, (numbers, part, []))[2].append(tensor)
-        return list(groups.values())
+        order = list(self.params)
+        return [
+            _FusedCall(
+                numbers,
+                None if part == slice(None) else part,
+                [order.index(k) for k in names],
+                [self.params[k].detach()[part] for k in names],
+                [{k: v[part] for k, v in self.state[n].items()} for n in names],
+            )
+            for numbers, part, names in groups.values()
+        ]
 
     def _fused_step(self, grads: Sequence[Tensor]) -> None:
         """The same step as the pure rule, in place, η and ε scaled by their schedules."""
-        grad = dict(zip(self.params, grads, strict=True))
         lr_scale, eps_scale = self.lr_scale(self.t), self.eps_factor(self.t)
-        for numbers, part, names in self.fused:
+        for call in self.fused:
+            picked = [grads[i] for i in call.tensors]
             fused_adamw_(
-                [self.params[k].detach()[part] for k in names],
-                [grad[k][part] for k in names],
-                [{k: v[part] for k, v in self.state[name].items()} for name in names],
+                call.params,
+                picked if call.runs is None else [g[call.runs] for g in picked],
+                call.states,
                 self.t,
-                **{**numbers, "lr": numbers["lr"] * lr_scale, "eps": numbers["eps"] * eps_scale},
+                **{
+                    **call.numbers,
+                    "lr": call.numbers["lr"] * lr_scale,
+                    "eps": call.numbers["eps"] * eps_scale,
+                },
             )
 
     def hypers_at(self, t: int) -> dict[str, dict]:

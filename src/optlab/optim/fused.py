@@ -52,14 +52,14 @@ def fused_adamw_(
     weight_decay: float,
 ) -> None:
     """One AdamW step in place on ``params`` and their states (``exp_avg``, ``exp_avg_sq``)."""
-    steps = [torch.tensor(float(step), device=p.device) for p in params]
+    t = torch.tensor(float(step), device=params[0].device)  # read, not advanced, by the kernel
     torch._fused_adamw_(
         list(params),
         list(grads),
         [s["exp_avg"] for s in states],
         [s["exp_avg_sq"] for s in states],
         [],
-        steps,
+        [t] * len(params),
         lr=lr,
         beta1=beta1,
         beta2=beta2,
