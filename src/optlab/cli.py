@@ -487,23 +487,25 @@ def bench(
         "peak RSS MB",
         "store B/run",
     )
-    for name, unit in (
-        ("final", "steps/s"),
-        ("centers", "run·steps/s"),
-        ("plus_minus", "run·steps/s"),
-    ):
-        r = result[name]
+    rows = [("final", result["final"])]
+    for name in ("centers", "plus_minus"):
+        rows.append((name, result[name]))
+        if "compiled" in result[name]:  # --quick leaves the compiled rows out
+            rows.append((f"{name}, compiled", result[name]["compiled"]))
+    for name, r in rows:
         rate = r.get("steps_per_s", r.get("r1_run_steps_per_s"))
+        unit = "steps/s" if name == "final" else "run·steps/s"
+        plain = result[name.split(",")[0]]["plain_loop_steps_per_s"]
         table.add_row(
             name,
             f"{rate:,.0f} {unit}",
-            f"{r['plain_loop_steps_per_s']:,.0f}",
+            f"{plain:,.0f}",
             f"{r['vs_plain_loop']:.2f}×",
             _fmt(r.get("speedup_r32"), 2),
             _fmt(r.get("stacked_vs_plain_loop"), 2),
             _fmt(r.get("pct_of_peak"), 1),
-            f"{r['peak_rss_mb']:.0f}",
-            f"{r['store_bytes_per_run']:,.0f}",
+            _fmt(r.get("peak_rss_mb"), 0),
+            "-" if "store_bytes_per_run" not in r else f"{r['store_bytes_per_run']:,.0f}",
         )
     console.print(table)
     for name in ("centers", "plus_minus"):
@@ -513,10 +515,11 @@ def bench(
             if k.endswith("_run_steps_per_s")
         }
         r = result[name]
+        compiled = f"; compiled in {r['compiled']['compile_s']:.0f} s" if "compiled" in r else ""
         console.print(
             f"{name}: " + ", ".join(f"R={n} {v:,.0f}" for n, v in rates.items()) + " run·steps/s"
-            f"; one eval of {result['eval_points']:,} points costs {r['eval_ms_per_run_r1']:.1f} ms per run at R=1,"
-            f" {r['eval_ms_per_run_r32']:.1f} at R=32"
+            f"{compiled}; one eval of {result['eval_points']:,} points costs "
+            f"{r['eval_ms_per_run_r1']:.1f} ms per run at R=1, {r['eval_ms_per_run_r32']:.1f} at R=32"
         )
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 

@@ -1,12 +1,20 @@
 """The benchmark's FLOP count and its plain baselines compute what optlab's models compute."""
 
+import shutil
+
+import pytest
 import torch
 
 from optlab.bench import plain
-from optlab.bench.measure import Plan, final_flops_per_step, run_bench
+from optlab.bench.measure import Plan, _spec, compiled_case, final_flops_per_step, run_bench
 from optlab.config import ModelSpec
 from optlab.models import build_model
+from optlab.store import Store
 from optlab.tasks.voronoi import make_environment
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None, reason="Inductor needs a C++ compiler"
+)
 
 
 def test_final_flops_at_hidden_512_batch_1024_is_3_23_gflop():
@@ -33,7 +41,11 @@ def test_plain_plus_minus_matches_optlab():
 
 def test_bench_reports_the_issues_keys_and_consistent_ratios():
     plan = Plan(
-        final_steps=2, ladder_steps={"centers": 3, "plus_minus": 3}, stacks=(1, 32), n_eval=64
+        final_steps=2,
+        ladder_steps={"centers": 3, "plus_minus": 3},
+        stacks=(1, 32),
+        n_eval=64,
+        compiled=False,
     )
     out = run_bench(plan=plan)
     assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
@@ -50,3 +62,12 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     for name in ("final", "centers", "plus_minus"):
         assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
         assert out[name]["vs_plain_loop"] > 0
+
+
+@needs_compiler
+def test_compiled_rows_relate_to_the_same_plain_loop(tmp_path):
+    spec = _spec("plus_minus", 3, 32, 5e-3, 64, None, eval_every=3)
+    case = compiled_case(spec, Store(tmp_path / "b.db"), plain_loop=100.0, repeats=1)
+    r1, r32 = case["r1_run_steps_per_s"], case["r32_run_steps_per_s"]
+    assert case["vs_plain_loop"] == r1 / 100.0 and case["stacked_vs_plain_loop"] == r32 / 100.0
+    assert case["speedup_r32"] == r32 / r1 and case["compile_s"] > 0

@@ -1,5 +1,7 @@
 """The stacked engine: stacking equals one run at a time, divergence, resume, skip-when-done."""
 
+import shutil
+
 import pytest
 
 from optlab.config import expand, load_experiment
@@ -160,7 +162,7 @@ def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradi
     import torch
 
     from optlab.config import ModelSpec
-    from optlab.engine.train import loss_and_grads, run_slices
+    from optlab.engine.train import loss_and_grads, run_slices, stack_losses
     from optlab.models import build_model
     from optlab.stacking import stack_runs
     from optlab.tasks.voronoi import make_environment
@@ -172,8 +174,62 @@ def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradi
     params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(5)])
     params = {k: v.requires_grad_() for k, v in params.items()}
     x, y = env.tensors("train")
-    whole = loss_and_grads(model, params, x[None], y[None], [slice(0, 5)])
-    parts = loss_and_grads(model, params, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)])
+    whole = loss_and_grads(stack_losses, model, params, x[None], y[None], [slice(0, 5)])
+    parts = loss_and_grads(
+        stack_losses, model, params, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)]
+    )
     assert torch.equal(whole[0], parts[0])
     assert all(torch.equal(a, b) for a, b in zip(whole[1], parts[1], strict=True))
     assert all(g.abs().sum() > 0 for g in parts[1])
+
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None, reason="torch.compile's Inductor needs a C++ compiler"
+)
+
+
+@needs_compiler
+@pytest.mark.parametrize("model", ["plus_minus", "centers"])
+def test_compiled_step_equals_eager_up_to_rounding(model):
+    """The compiled forward and loss (``train.compile``) give each run's loss and every
+    gradient of a 4-run stack as eager does, to float32 rounding."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from optlab.config import ModelSpec
+    from optlab.engine.train import compiled_stack_losses, stack_losses
+    from optlab.models import build_model
+    from optlab.stacking import stack_runs
+    from optlab.tasks.voronoi import make_environment
+
+    env = make_environment(2, 2, 64, 8, 8, 42, "paper")
+    net = build_model(ModelSpec(name=model, hidden_dim=64), env)
+    params = stack_runs([net.init(torch.Generator().manual_seed(s)) for s in range(4)])
+    params = {k: v.requires_grad_() for k, v in params.items()}
+    x, y = (t[None, :32] for t in env.tensors("train"))
+    results = []
+    torch._dynamo.reset()  # so that this model compiles here, whatever ran before
+    captured = counters["stats"]["calls_captured"]
+    for losses_of in (stack_losses, compiled_stack_losses()):
+        loss = losses_of(net, params, x, y)
+        grads = torch.autograd.grad(loss.sum(), list(params.values()))
+        results.append([loss.detach(), *grads])
+    assert counters["stats"]["calls_captured"] > captured  # a graph ran, not eager again
+    for eager, compiled in zip(*results, strict=True):
+        assert torch.allclose(compiled, eager, rtol=1e-5, atol=1e-6 * float(eager.abs().max()))
+    assert float(results[0][0].min()) > 0.1  # a loss with gradients worth comparing
+
+
+@needs_compiler
+def test_a_compiled_sweep_trains_like_the_eager_one_and_says_so(tmp_path):
+    planned = _plan(**{"train.steps": 60})
+    eager, compiled = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    run_planned(planned, eager)
+    run_planned(_plan(**{"train.steps": 60, "train.compile": True}), compiled)
+    assert [p.run_id for p in _plan(**{"train.compile": True})] == [
+        p.run_id for p in _plan()
+    ]  # how a run trains is not what it is, as for the device
+    assert set(compiled.runs()["device"]) == {"cpu, compiled"}
+    for p in planned:
+        a, b = _curves(eager, p.run_id), _curves(compiled, p.run_id)
+        assert abs(a["train"]["loss"] - b["train"]["loss"]).max() < 1e-4

@@ -165,10 +165,11 @@ class Plan:
     n_eval: int = 10_000
     ladder_eval: int = 256
     repeats: int = 2
+    compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 1000}, (1, 8, 32))
-QUICK = Plan(100, {"centers": 200, "plus_minus": 400}, (1, 32), repeats=1)
+QUICK = Plan(100, {"centers": 200, "plus_minus": 400}, (1, 32), repeats=1, compiled=False)
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 
 
@@ -226,6 +227,8 @@ def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
         if runs > 1
     }
     r32 = case["r32_run_steps_per_s"]
+    if plan.compiled:
+        case["compiled"] = compiled_case(spec, store, base, plan.repeats)
     return {
         "r1_run_steps_per_s": r1,
         **case,
@@ -241,6 +244,27 @@ def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
         "stacked_vs_plain_loop": r32 / base,
         "store_bytes_per_run": optlab.stored,
         "peak_rss_mb": optlab.peak_rss_mb,
+    }
+
+
+def compiled_case(spec: RunSpec, store: Store, plain_loop: float, repeats: int) -> dict:
+    """R = 1 and R = 32 with ``train.compile``: compiled once (timed apart) by two-step runs
+    of the same shapes, then measured as the eager path is."""
+    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"compile": True})})
+    short = spec.model_copy(update={"train": spec.train.model_copy(update={"steps": 2})})
+    started = time.perf_counter()
+    for runs in (1, 32):
+        optlab_rate(short, runs, store)
+    compile_s = time.perf_counter() - started
+    optlab = _Optlab(spec, store)
+    r1, r32 = (max(optlab.rate(runs) for _ in range(repeats)) for runs in (1, 32))
+    return {
+        "r1_run_steps_per_s": r1,
+        "r32_run_steps_per_s": r32,
+        "vs_plain_loop": r1 / plain_loop,
+        "speedup_r32": r32 / r1,
+        "stacked_vs_plain_loop": r32 / plain_loop,
+        "compile_s": compile_s,
     }
 
 

@@ -10,6 +10,7 @@ recorded as diverged at that step; the other runs of its group go on.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ EVAL_MIN_POINTS = 256
 # runs at a time, each run's gradient bitwise unchanged, so that activations stay in cache
 # (1 MB: centers at R = 32, B = 32 steps 1.5× faster than in one piece, measured here)
 TRAIN_CHUNK_ELEMENTS = 2**18
+# compiled graphs kept per process (torch's default, 8, would fall back to eager silently
+# in a sweep of many models and stack sizes)
+COMPILED_SHAPES = 64
+
+LossFunction = Callable[[Model, Params, Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -105,9 +111,7 @@ def evaluate(
         loss=loss_sum / n,
         accuracy=correct / n,
         outputs=dict(zip(OUTPUTS, (sums / n).T, strict=True)),
-        predictions=torch.cat([torch.cat(k, 1) for k in predictions])
-        if keep_predictions
-        else None,
+        predictions=torch.cat([torch.cat(k, 1) for k in predictions]) if keep_predictions else None,
     )
 
 
@@ -126,23 +130,42 @@ def run_slices(runs: int, batch: int, width: int) -> list[slice]:
     return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)]
 
 
+def stack_losses(model: Model, params: Params, x: Tensor, y: Tensor) -> Tensor:
+    """Each run's mean cross-entropy (R,) for a stack of parameters: the function a step
+    differentiates, and what ``train.compile`` compiles."""
+    runs = next(iter(params.values())).shape[0]
+    return run_losses(model.forward(params, x), y, runs)
+
+
+@functools.cache
+def compiled_stack_losses() -> LossFunction:
+    """``stack_losses`` through ``torch.compile`` (Inductor, static shapes), one per process:
+    its guards take a new model of the same kind and shapes without compiling again."""
+    torch._dynamo.config.cache_size_limit = COMPILED_SHAPES
+    return torch.compile(stack_losses, dynamic=False)
+
+
 def loss_and_grads(
-    model: Model, params: Params, x: Tensor, y: Tensor, slices: Sequence[slice]
+    losses_of: LossFunction,
+    model: Model,
+    params: Params,
+    x: Tensor,
+    y: Tensor,
+    slices: Sequence[slice],
 ) -> tuple[Tensor, list[Tensor]]:
     """Each run's loss (R,) and the gradients of their sum, one slice of runs at a time.
 
     The runs are independent, so a slice's gradient is exactly its runs' part of the whole
     stack's; with one slice this is a plain backward over the stack."""
-    runs = next(iter(params.values())).shape[0]
     if len(slices) == 1:
-        loss = run_losses(model.forward(params, x), y, runs)
+        loss = losses_of(model, params, x, y)
         return loss, list(torch.autograd.grad(loss.sum(), list(params.values())))
     grads = [torch.empty_like(p) for p in params.values()]
     losses = []
     for part in slices:
         sub = {k: p.detach()[part].requires_grad_() for k, p in params.items()}
         xs, ys = (x, y) if x.shape[0] == 1 else (x[part], y[part])
-        loss = run_losses(model.forward(sub, xs), ys, part.stop - part.start)
+        loss = losses_of(model, sub, xs, ys)
         for buf, g in zip(grads, torch.autograd.grad(loss.sum(), list(sub.values())), strict=True):
             buf[part] = g
         losses.append(loss.detach())
@@ -187,7 +210,7 @@ def train_group(
         rows, arrays = recorder.record(step, params, ev, final)
         return _eval_rows(run_ids, step, ev.loss, ev.accuracy, "eval") + rows, arrays
 
-    store.start(run_ids, str(device))
+    store.start(run_ids, f"{device}, compiled" if spec.train.compile else str(device))
     started = time.perf_counter()
     train_loss = torch.zeros(every, runs, device=device)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
@@ -195,13 +218,14 @@ def train_group(
     store.log(rows, arrays)
     last_flush = 0
     slices = run_slices(runs, max(sizes), model.width)
+    losses_of = compiled_stack_losses() if spec.train.compile else stack_losses
     for t in range(steps):
         x, y = batches(t)
         recorded = (t + 1) % every == 0 or t + 1 == steps
         if not params:
             loss = run_losses(model.forward(params, x), y, runs)
         else:
-            loss, grads = loss_and_grads(model, params, x, y, slices)
+            loss, grads = loss_and_grads(losses_of, model, params, x, y, slices)
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)
