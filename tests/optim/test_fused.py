@@ -68,3 +68,17 @@ def test_the_engine_takes_the_fused_path_with_schedules_and_decay_groups_unchang
         for k in a:
             assert torch.allclose(a[k], b[k], rtol=1e-12, atol=1e-14)
     assert StackedOptimizer([spec.model_copy(update={"decay": "l1"})], params(), 50).fused is None
+
+
+def test_a_gradient_laid_out_transposed_updates_each_entry_by_its_own_gradient():
+    """Autograd may return a gradient with other strides than its parameter (the narrow
+    head's (Wᵀpᵀ)ᵀ gives W's transposed); the fused kernel reads raw memory, so the step
+    must match the pure rule's all the same."""
+    g = torch.Generator().manual_seed(1)
+    pure = torch.randn(3, 6, 2, generator=g)
+    fused, state, fused_state = pure.clone(), rules.adam_init(pure), rules.adam_init(pure)
+    for t in range(1, 4):
+        grad = torch.randn(3, 2, 6, generator=g).transpose(1, 2)  # (3, 6, 2), not contiguous
+        pure, state = rules.adamw(pure, grad, state, t, **HYPER)
+        fused_adamw_([fused], [grad], [fused_state], t, **HYPER)
+    assert torch.allclose(fused, pure, rtol=1e-6, atol=1e-7)

@@ -55,7 +55,7 @@ def fused_adamw_(
     t = torch.tensor(float(step), device=params[0].device)  # read, not advanced, by the kernel
     torch._fused_adamw_(
         list(params),
-        list(grads),
+        [g.contiguous() for g in grads],  # the kernel walks raw memory: strides must match
         [s["exp_avg"] for s in states],
         [s["exp_avg_sq"] for s in states],
         [],
