@@ -168,7 +168,7 @@ class Plan:
     compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
 
 
-FULL = Plan(300, {"centers": 500, "plus_minus": 1000}, (1, 8, 32))
+FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, (1, 8, 32))
 QUICK = Plan(100, {"centers": 200, "plus_minus": 400}, (1, 32), repeats=1, compiled=False)
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 

@@ -4,7 +4,7 @@ glibc's malloc hands every block over its mmap threshold (128 KiB at first, rais
 the largest block freed) back to the kernel when it is freed, and trims the heap's top
 past twice that. An eager step allocates and frees the same few dozen activation tensors
 every step, so each step faults their pages in again: for a stack of 32 ``plus_minus``
-runs, 126 page faults a step (0.29 ms of kernel time, 12% of the step); for 32 ``centers``
+runs, 126 page faults a step (0.29 ms of kernel time, a tenth of the step); for 32 ``centers``
 runs, 529 (1.6 ms). Raising both thresholds keeps those blocks in the heap for reuse:
 no faults after the first steps. Blocks over 32 MiB (glibc's limit for the threshold)
 are still mapped apart. Where the C library is not glibc this does nothing.
