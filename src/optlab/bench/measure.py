@@ -155,7 +155,7 @@ def eval_ms_per_run(spec: RunSpec, runs: int, repeats: int = 3) -> float:
 class Plan:
     """Steps per case; ``quick`` keeps the same cases and eval cadence: fewer steps, no R = 8,
     one alternation.
-    The one-run path and the plain loop alternate ``repeats`` times and each keeps its best,
+    The one-run path and the plain loop alternate ``repeats`` times and each keeps its best
     so that a neighbour's burst on a shared machine does not decide their ratio; each stack
     size keeps its best of as many."""
 
@@ -164,7 +164,7 @@ class Plan:
     stacks: tuple[int, ...]  # must hold 1 and 32, the ratios' two ends
     n_eval: int = 10_000
     ladder_eval: int = 256
-    repeats: int = 2
+    repeats: int = 3
     compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
 
 
