@@ -257,7 +257,8 @@ class TrainSpec(_Strict):
     compile: bool = Field(
         False,
         description="compile the step's forward and loss with torch.compile (Inductor): "
-        "faster steps after seconds of compiling per shape; equal to eager up to rounding",
+        "faster ladder-rung steps after seconds of compiling per shape (the final model runs "
+        "slower); equal to eager up to rounding",
     )
 
     @property
