@@ -70,3 +70,17 @@ def test_generalized_with_abs_activation():
     z = (X / 100) @ p["weight"] + p["bias"][:, None]
     expected = torch.softmax(-z.abs(), -1) @ p["W"]  # s = 1 at init
     assert torch.allclose(model.forward(p, X), expected, atol=1e-6)
+
+
+def test_eval_forward_in_place_gives_bitwise_the_training_forward():
+    """Without autograd the score is computed in place over fewer buffers; the numbers
+    must be the very same as the differentiable forward's."""
+    for name in ("learn_offset", "offset_scale", "abs_relu", "plus_minus", "centers"):
+        model = _model(name)
+        params = _params(model, seeds=(0, 1, 2))
+        if "plus_minus" in params:  # signs mixed, as training may leave them
+            params["plus_minus"] = torch.tensor([[-0.3, 0.5], [0.2, 0.7], [-0.6, -0.1]])
+        trained = model.forward({k: v.clone().requires_grad_() for k, v in params.items()}, X)
+        with torch.no_grad():
+            evaluated = model.forward(params, X)
+        assert torch.equal(trained.detach(), evaluated), name
