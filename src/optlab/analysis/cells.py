@@ -63,7 +63,7 @@ def cells(store: Store, experiment: str) -> pd.DataFrame:
     the experiment's comparisons (their number in ``comparisons``)."""
     spec = store.experiments().get(experiment, {})
     grid_keys, tune_keys = axes(spec)
-    picked = tune(run_table(store, experiment), ["case", *grid_keys], tune_keys)
+    picked = _tuned(store, experiment, spec)
     if picked.empty:
         return pd.DataFrame()
     cell_keys = ["case", *grid_keys]
@@ -76,7 +76,7 @@ def cells(store: Store, experiment: str) -> pd.DataFrame:
         row["diverged"] = int((group["status"] == "diverged").sum())
         for metric in ("test_accuracy", "test_loss"):
             s = summarize(group[metric].to_numpy())
-            row.update({f"{metric}": s.mean, f"{metric}_lo": s.lo, f"{metric}_hi": s.hi})
+            row.update({metric: s.mean, f"{metric}_lo": s.lo, f"{metric}_hi": s.hi})
         rows.append(row)
     table = pd.DataFrame(rows)
     if spec.get("baseline") is not None:
@@ -112,7 +112,11 @@ def _against_baseline(
 
 def tuned_runs(store: Store, experiment: str) -> pd.DataFrame:
     """The runs each cell of an experiment keeps after tuning, with their final metrics."""
-    grid_keys, tune_keys = axes(store.experiments().get(experiment, {}))
+    return _tuned(store, experiment, store.experiments().get(experiment, {}))
+
+
+def _tuned(store: Store, experiment: str, spec: dict) -> pd.DataFrame:
+    grid_keys, tune_keys = axes(spec)
     return tune(run_table(store, experiment), ["case", *grid_keys], tune_keys)
 
 

@@ -143,14 +143,23 @@ def _approx(ev: Evidence, part: dict) -> list[Check]:
     return [Check(f"{part['case']} {_fmt(s)}", verdict or INCONCLUSIVE)]
 
 
-def _pairs(ev: Evidence, part: dict, least: int):
-    """For ``a`` against each case of ``b``: (label, a's values, b's values, sign), sign = +1
-    where higher ``metric`` is better; or, with fewer than ``least`` seeds, a missing check."""
+def _pairs(
+    ev: Evidence,
+    part: dict,
+    least: int,
+    check: Callable[[str, np.ndarray, np.ndarray, int], Check],
+) -> list[Check]:
+    """``check(label, a's values, b's values, sign)`` for ``a`` against each case of ``b``,
+    sign = +1 where higher ``metric`` is better; a missing check where a side has fewer
+    than ``least`` seeds."""
     exp, metric, a = part["experiment"], part["metric"], part["a"]
     sign = 1 if _higher_is_better(metric) else -1
+    checks = []
     for b in _as_list(part["b"]):
         x, y, label = ev.values(exp, a, metric), ev.values(exp, b, metric), f"{a} − {b}"
-        yield (label, x, y, sign) if min(len(x), len(y)) >= least else _missing(label)
+        enough = min(len(x), len(y)) >= least
+        checks.append(check(label, x, y, sign) if enough else _missing(label))
+    return checks
 
 
 def _difference(label: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, str]:
@@ -161,29 +170,22 @@ def _difference(label: str, x: np.ndarray, y: np.ndarray) -> tuple[float, float,
 
 
 def _better(ev: Evidence, part: dict) -> list[Check]:
-    checks = []
-    for pair in _pairs(ev, part, least=2):
-        if isinstance(pair, Check):
-            checks.append(pair)
-            continue
-        label, x, y, sign = pair
+    def check(label: str, x: np.ndarray, y: np.ndarray, sign: int) -> Check:
         diff, _, _, value = _difference(label, x, y)
         p = welch(x, y)[2]
-        checks.append(Check(f"{value} p={p:.2g}", p=p, effect_sign=int(np.sign(diff * sign))))
-    return checks
+        return Check(f"{value} p={p:.2g}", p=p, effect_sign=int(np.sign(diff * sign)))
+
+    return _pairs(ev, part, 2, check)
 
 
 def _band(ev: Evidence, part: dict, inside: Callable[[float, float], str | None]) -> list[Check]:
     """Judge the interval of a − b, oriented so that better is positive, with ``inside``."""
-    checks = []
-    for pair in _pairs(ev, part, least=1):
-        if isinstance(pair, Check):
-            checks.append(pair)
-            continue
-        label, x, y, sign = pair
+
+    def check(label: str, x: np.ndarray, y: np.ndarray, sign: int) -> Check:
         _, lo, hi, value = _difference(label, x, y)
-        checks.append(Check(value, inside(*sorted((sign * lo, sign * hi))) or INCONCLUSIVE))
-    return checks
+        return Check(value, inside(*sorted((sign * lo, sign * hi))) or INCONCLUSIVE)
+
+    return _pairs(ev, part, 1, check)
 
 
 def _similar(ev: Evidence, part: dict) -> list[Check]:

@@ -100,14 +100,9 @@ def run_rows(run_id: str, metrics: pd.DataFrame) -> list[tuple[str, str, str, in
 
 def record(store: Store, run_ids: list[str]) -> None:
     """Write the convergence figures of finished runs that do not have them yet."""
-    if not run_ids:
+    have = set(store.metrics(run_ids, split="convergence")["run_id"]) if run_ids else set()
+    todo = [i for i in run_ids if i not in have]
+    if not todo:
         return
-    metrics = store.metrics(run_ids)
-    have = set(metrics.loc[metrics["split"] == "convergence", "run_id"])
-    rows = [
-        row
-        for run_id, m in metrics.groupby("run_id")
-        if run_id not in have
-        for row in run_rows(run_id, m)
-    ]
-    store.log(rows)
+    metrics = store.metrics(todo, split=("eval", "params"))  # what ``run_rows`` reads
+    store.log([row for run_id, m in metrics.groupby("run_id") for row in run_rows(run_id, m)])

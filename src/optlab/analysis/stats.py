@@ -29,11 +29,20 @@ def bootstrap_ci(
     values: Sequence[float], level: float = LEVEL, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean: resample the seeds with replacement."""
-    x = np.asarray(values, dtype=float)
     rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+    return _percentiles(_resampled_means(values, rng, resamples), level)
+
+
+def _resampled_means(values: Sequence[float], rng: np.random.Generator, resamples: int):
+    """Means of ``resamples`` draws of the values with replacement, as many as there are."""
+    x = np.asarray(values, dtype=float)
+    return x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(1)
+
+
+def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap samples."""
     tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    return float(np.quantile(samples, tail)), float(np.quantile(samples, 1 - tail))
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -46,12 +55,9 @@ def difference_ci(
     a: Sequence[float], b: Sequence[float], level: float = LEVEL, seed: int = 0
 ) -> tuple[float, float]:
     """Bootstrap interval of mean(a) − mean(b), each group resampled on its own."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
-    da = a[rng.integers(0, len(a), size=(RESAMPLES, len(a)))].mean(1)
-    db = b[rng.integers(0, len(b), size=(RESAMPLES, len(b)))].mean(1)
-    tail = (1 - level) / 2
-    return float(np.quantile(da - db, tail)), float(np.quantile(da - db, 1 - tail))
+    da = _resampled_means(a, rng, RESAMPLES)
+    return _percentiles(da - _resampled_means(b, rng, RESAMPLES), level)
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:

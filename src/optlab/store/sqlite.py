@@ -200,16 +200,17 @@ class Store:
         return pd.concat([df, config], axis=1)
 
     def metrics(
-        self, run_ids: Sequence[str] | None = None, split: str | None = None
+        self, run_ids: Sequence[str] | None = None, split: str | Sequence[str] | None = None
     ) -> pd.DataFrame:
-        """Long-form metrics, of some runs and one split when asked."""
+        """Long-form metrics, of some runs and some splits (one or several) when asked."""
         where, params = [], ()
         if run_ids is not None:
             where.append(f"run_id IN ({','.join('?' * len(run_ids))})")
             params = tuple(run_ids)
         if split is not None:
-            where.append("split = ?")
-            params += (split,)
+            splits = (split,) if isinstance(split, str) else tuple(split)
+            where.append(f"split IN ({','.join('?' * len(splits))})")
+            params += splits
         sql = "SELECT * FROM metrics" + (" WHERE " + " AND ".join(where) if where else "")
         return pd.read_sql_query(
             sql + " ORDER BY run_id, split, name, step", self.db, params=params
