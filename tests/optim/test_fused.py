@@ -22,7 +22,7 @@ def test_fused_adamw_equals_the_pure_rule_over_200_steps(dtype, rtol):
     for t in range(1, 201):
         grad = torch.randn(pure.shape, generator=g, dtype=dtype) + pure
         pure, state = rules.adamw(pure, grad, state, t, **HYPER)
-        fused_adamw_([fused], [grad], [fused_state], t, **HYPER)
+        fused_adamw_([fused], [grad], [fused_state], torch.tensor(float(t)), **HYPER)
     assert torch.allclose(fused, pure, rtol=rtol, atol=rtol * 0.1)  # |θ| ~ 0.1–1
     assert torch.allclose(fused_state["exp_avg_sq"], state["exp_avg_sq"], rtol=rtol, atol=0)
     assert not torch.allclose(fused, torch.zeros_like(fused))
@@ -80,5 +80,5 @@ def test_a_gradient_laid_out_transposed_updates_each_entry_by_its_own_gradient()
     for t in range(1, 4):
         grad = torch.randn(3, 2, 6, generator=g).transpose(1, 2)  # (3, 6, 2), not contiguous
         pure, state = rules.adamw(pure, grad, state, t, **HYPER)
-        fused_adamw_([fused], [grad], [fused_state], t, **HYPER)
+        fused_adamw_([fused], [grad], [fused_state], torch.tensor(float(t)), **HYPER)
     assert torch.allclose(fused, pure, rtol=1e-6, atol=1e-7)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from optlab.optim import OPTIMIZERS, resolve_import_path
 from optlab.optim.apply import (
-    scaled,
+    at_step,
     tree_step,
     with_generators,
     with_weight_decay,
@@ -34,14 +34,15 @@ DECAY_SALT = 0xDECA  # keeps decay dropout's stream apart from the init and samp
 @dataclass(frozen=True)
 class _FusedCall:
     """One ``fused_adamw_`` call of every step, its arguments built once: the runs' numbers,
-    their slice of the stack (None: all), the tensors' positions among the gradients, and
-    views of the parameters and Adam states it updates in place."""
+    their slice of the stack, the tensors' positions among the gradients, views of the
+    parameters and Adam states it updates in place, and the step count t on their device."""
 
     numbers: dict[str, float]
-    runs: slice | None
+    runs: slice
     tensors: list[int]
     params: list[Tensor]
     states: list[dict[str, Tensor]]
+    step: Tensor
 
 
 class StackedOptimizer:
@@ -134,10 +135,11 @@ class StackedOptimizer:
         return [
             _FusedCall(
                 numbers,
-                None if part == slice(None) else part,
+                part,
                 [order.index(k) for k in names],
                 [self.params[k].detach()[part] for k in names],
                 [{k: v[part] for k, v in self.state[n].items()} for n in names],
+                torch.zeros((), device=self.params[names[0]].device),
             )
             for numbers, part, names in groups.values()
         ]
@@ -146,12 +148,12 @@ class StackedOptimizer:
         """The same step as the pure rule, in place, η and ε scaled by their schedules."""
         lr_scale, eps_scale = self.lr_scale(self.t), self.eps_factor(self.t)
         for call in self.fused:
-            picked = [grads[i] for i in call.tensors]
+            call.step.fill_(self.t)  # on the parameters' device: no host sync
             fused_adamw_(
                 call.params,
-                picked if call.runs is None else [g[call.runs] for g in picked],
+                [grads[i][call.runs] for i in call.tensors],
                 call.states,
-                self.t,
+                call.step,
                 **{
                     **call.numbers,
                     "lr": call.numbers["lr"] * lr_scale,
@@ -161,19 +163,18 @@ class StackedOptimizer:
 
     def hypers_at(self, t: int) -> dict[str, dict]:
         """Per tensor, the hyperparameters of step t: η and ε scaled by their schedules."""
-        lr_scale, eps_scale = self.lr_scale(t), self.eps_factor(t)
-        hypers = {k: scaled(h, lr=lr_scale, eps=eps_scale) for k, h in self.hypers.items()}
-        if self.eps_lr_ratio is not None:
-            ratio = self.eps_lr_ratio(t)
-            hypers = {k: {**h, "eps_lr_ratio": ratio} for k, h in hypers.items()}
-        return hypers
+        return {k: self._at(h, t) for k, h in self.hypers.items()}
+
+    def _at(self, hyper: dict, t: int) -> dict:
+        ratio = None if self.eps_lr_ratio is None else self.eps_lr_ratio(t)
+        return at_step(hyper, self.lr_scale(t), self.eps_factor(t), ratio)
 
     def hyper_for(self, name: str) -> dict:
         """The hyperparameters the last step applied to tensor ``name`` (numbers as (R,)
         tensors); empty for an optimizer named by import path. Probes read η, β1, β2 here."""
         if self.torch_optimizer is not None:
             return {}
-        return self.hypers_at(max(self.t, 1))[name]
+        return self._at(self.hypers[name], max(self.t, 1))
 
     @torch.no_grad()
     def without_decay(self, grads: Sequence[Tensor]) -> dict[str, Tensor] | None:

@@ -51,6 +51,13 @@ def scaled(hyper: dict, lr: float = 1.0, eps: float = 1.0) -> dict:
     return _map(hyper, leaf)
 
 
+def at_step(hyper: dict, lr: float, eps: float, eps_lr_ratio: float | None) -> dict:
+    """``hyper`` at one step: η and ε scaled by their schedules' factors, and the ratio r_t
+    where ε is tied to η (``schedules.lr_equivalent_eps``)."""
+    hyper = scaled(hyper, lr=lr, eps=eps)
+    return hyper if eps_lr_ratio is None else {**hyper, "eps_lr_ratio": eps_lr_ratio}
+
+
 def with_weight_decay(hyper: dict, weight_decay: float) -> dict:
     """λ ← ``weight_decay`` everywhere in ``hyper`` (a decay group's own λ)."""
     return _map(hyper, lambda k, v: weight_decay if k == "weight_decay" else v)

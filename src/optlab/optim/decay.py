@@ -65,7 +65,8 @@ def grad_scaled(
     """
     n = theta.dim()
     beta = per_run(decay_beta, n)
-    avg = beta * state.get("grad_abs_avg", torch.zeros_like(grad)) + (1 - beta) * grad.abs()
+    prev = state["grad_abs_avg"] if "grad_abs_avg" in state else torch.zeros_like(grad)
+    avg = beta * prev + (1 - beta) * grad.abs()
     mean = avg.mean(dim=run_axes(avg), keepdim=True) if n > 1 else avg
     r = avg / mean.clamp_min(torch.finfo(avg.dtype).tiny)
     gamma = per_run(decay_strength, n)
@@ -95,7 +96,8 @@ def dropout(
         raise ValueError("decay 'dropout' needs one torch.Generator per run (generators=...)")
     n = theta.dim()
     draws = [torch.rand(theta.shape[1:], generator=g, dtype=theta.dtype) for g in generators]
-    keep = (torch.stack(draws).to(theta.device) < per_run(decay_p, n)).to(theta.dtype)
+    draws = torch.stack(draws).to(theta.device, non_blocking=True)  # no wait on a GPU stream
+    keep = (draws < per_run(decay_p, n)).to(theta.dtype)
     return theta - per_run(lr * weight_decay, n) * keep * theta, {}
 
 
@@ -111,7 +113,8 @@ def sign_ema(
     """
     n = theta.dim()
     beta = per_run(decay_beta, n)
-    avg = beta * state.get("sign_avg", theta.sign()) + (1 - beta) * theta.sign()
+    sign = theta.sign()
+    avg = beta * state.get("sign_avg", sign) + (1 - beta) * sign
     return theta - per_run(lr * weight_decay, n) * avg, {"sign_avg": avg}
 
 

@@ -43,7 +43,7 @@ def fused_adamw_(
     params: Sequence[Tensor],
     grads: Sequence[Tensor],
     states: Sequence[State],
-    step: int,
+    step: Tensor,
     *,
     lr: float,
     beta1: float,
@@ -51,15 +51,15 @@ def fused_adamw_(
     eps: float,
     weight_decay: float,
 ) -> None:
-    """One AdamW step in place on ``params`` and their states (``exp_avg``, ``exp_avg_sq``)."""
-    t = torch.tensor(float(step), device=params[0].device)  # read, not advanced, by the kernel
+    """Step t (a 0-d tensor on the parameters' device) of AdamW, in place on ``params`` and
+    their states (``exp_avg``, ``exp_avg_sq``)."""
     torch._fused_adamw_(
         list(params),
         [g.contiguous() for g in grads],  # the kernel walks raw memory: strides must match
         [s["exp_avg"] for s in states],
         [s["exp_avg_sq"] for s in states],
         [],
-        [t] * len(params),
+        [step] * len(params),  # read, not advanced, by the kernel
         lr=lr,
         beta1=beta1,
         beta2=beta2,

@@ -12,10 +12,12 @@ import torch
 def weight_decay_for(name: str, groups: Mapping[str, float]) -> float | None:
     """λ of the first pattern in ``groups`` (fnmatch, e.g. ``"*.norm"``) that matches
     ``name``; None when none does (the run's own λ applies)."""
-    for pattern, weight_decay in groups.items():
-        if fnmatchcase(name, pattern):
-            return weight_decay
-    return None
+    pattern = _first_match(name, groups)
+    return None if pattern is None else groups[pattern]
+
+
+def _first_match(name: str, patterns: Iterable[str]) -> str | None:
+    return next((p for p in patterns if fnmatchcase(name, p)), None)
 
 
 def param_groups(
@@ -27,7 +29,7 @@ def param_groups(
     one for the rest with ``weight_decay``; for any optimizer that reads ``weight_decay``."""
     buckets: dict[str | None, list] = {}
     for name, p in named_parameters:
-        key = next((pat for pat in groups if fnmatchcase(name, pat)), None)
+        key = _first_match(name, groups)
         buckets.setdefault(key, []).append(p)
     return [
         {"params": ps, "weight_decay": weight_decay if key is None else groups[key]}

@@ -18,16 +18,24 @@ State = dict[str, Tensor]
 
 
 def _adam_moments(
-    grad: Tensor, state: State, step: int, beta1, beta2, eps, eps_lr_ratio=None
+    grad: Tensor,
+    state: State,
+    step: int,
+    beta1,
+    beta2,
+    eps,
+    eps_lr_ratio=None,
+    grad_sq: Tensor | None = None,
 ) -> tuple[Tensor, State]:
     """m_t = β1 m + (1−β1) g; v_t = β2 v + (1−β2) g²; direction m̂/(√v̂ + ε), with
     m̂ = m_t/(1−β1^t) and v̂ = v_t/(1−β2^t) (Kingma & Ba 2014). Given r_t = ``eps_lr_ratio``,
     ε is replaced by the per-coordinate ε_t = (r_t − 1)√v̂ + r_t ε of
-    ``schedules.lr_equivalent_eps`` (seed 001)."""
+    ``schedules.lr_equivalent_eps`` (seed 001). ``grad_sq`` stands in for g² where v is
+    kept per block (``variants.blockwise_adam``)."""
     n = grad.dim()
     b1, b2, eps = per_run(beta1, n), per_run(beta2, n), per_run(eps, n)
     m = b1 * state["exp_avg"] + (1 - b1) * grad
-    v = b2 * state["exp_avg_sq"] + (1 - b2) * grad * grad
+    v = b2 * state["exp_avg_sq"] + (1 - b2) * (grad * grad if grad_sq is None else grad_sq)
     m_hat = m / (1 - b1**step)
     v_hat = v / (1 - b2**step)
     if eps_lr_ratio is not None:

@@ -14,7 +14,7 @@ import torch
 from pydantic import ValidationError
 
 from optlab.optim import rules
-from optlab.optim.apply import scaled, tree_step, with_generators
+from optlab.optim.apply import at_step, tree_step, with_generators
 from optlab.optim.decay import DECAYS
 from optlab.optim.schedules import optimizer_schedules
 
@@ -197,11 +197,10 @@ class RuleShell(torch.optim.Optimizer):
                     state.update(self.rule.init(p))
                 state["step"] = state["step"] + 1  # not in place: a loaded state may share it
             t = int(self.state[next(iter(live.values()))]["step"])
+            ratio = None if self.eps_lr_ratio is None else self.eps_lr_ratio(t)
             hyper = {k: group[k] for k in self.hyper_keys}
-            hyper = scaled(hyper, lr=self.lr_factor(t), eps=self.eps_factor(t))
+            hyper = at_step(hyper, self.lr_factor(t), self.eps_factor(t), ratio)
             hyper = with_generators(hyper, self.generators)
-            if self.eps_lr_ratio is not None:
-                hyper["eps_lr_ratio"] = self.eps_lr_ratio(t)
             states = {
                 k: {n: v[None] for n, v in self.state[p].items() if n != "step"}
                 for k, p in live.items()

@@ -132,13 +132,9 @@ def blockwise_adam(
     param, state = decay_rules.decoupled(
         decay, param, grad, state, lr, weight_decay, **decay_options
     )
-    n = param.dim()
-    b1, b2 = per_run(beta1, n), per_run(beta2, n)
-    m = b1 * state["exp_avg"] + (1 - b1) * grad
-    v = b2 * state["exp_avg_sq"] + (1 - b2) * block_mean(grad * grad, blocks, block_size)
-    m_hat, v_hat = m / (1 - b1**step), v / (1 - b2**step)
-    direction = m_hat / (v_hat.sqrt() + per_run(eps, n))
-    return param - per_run(lr, n) * direction, {**state, "exp_avg": m, "exp_avg_sq": v}
+    grad_sq = block_mean(grad * grad, blocks, block_size)
+    direction, state = _adam_moments(grad, state, step, beta1, beta2, eps, grad_sq=grad_sq)
+    return param - per_run(lr, param.dim()) * direction, state
 
 
 def harmonic_adam(
