@@ -160,7 +160,7 @@ def train(
 
 def _cell(spec) -> str:
     """A run's config without its training seed: the runs of one cell share it."""
-    return spec.model_copy(update={"train": spec.train.model_copy(update={"seed": 0})}).run_id
+    return spec.with_train(seed=0).run_id
 
 
 def print_summary(db: Store, run_ids: set[str]) -> None:
@@ -269,13 +269,14 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
             _fmt(r.get("test_accuracy")),
             _fmt(r.get("test_loss")),
             _fmt(r.get("eval_loss")),
-            _fmt(r["train_seconds"], 1),
+            _fmt(r["train_seconds"], ".1f"),
         )
     console.print(table)
 
 
-def _fmt(value, digits: int = 4) -> str:
-    return "-" if _missing(value) else f"{value:.{digits}f}"
+def _fmt(value, spec: str = ".4f") -> str:
+    """``value`` in the format ``spec``, or "-" where it is missing."""
+    return "-" if _missing(value) else f"{value:{spec}}"
 
 
 @app.command()
@@ -466,7 +467,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
 ) -> None:
     """Throughput against the matmul peak and against plain PyTorch loops, in one process."""
-    from optlab.bench.measure import run_bench
+    from optlab.bench.measure import LADDER_CASES, run_bench
 
     result = run_bench(quick)
     if as_json:
@@ -487,28 +488,27 @@ def bench(
         "peak RSS MB",
         "store B/run",
     )
-    rows = [("final", result["final"])]
-    for name in ("centers", "plus_minus"):
-        rows.append((name, result[name]))
+    rows = [("final", result["final"], result["final"])]  # (label, figures, its case)
+    for name in LADDER_CASES:
+        rows.append((name, result[name], result[name]))
         if "compiled" in result[name]:  # --quick leaves the compiled rows out
-            rows.append((f"{name}, compiled", result[name]["compiled"]))
-    for name, r in rows:
-        rate = r.get("steps_per_s", r.get("r1_run_steps_per_s"))
-        unit = "steps/s" if name == "final" else "run·steps/s"
-        plain = result[name.split(",")[0]]["plain_loop_steps_per_s"]
+            rows.append((f"{name}, compiled", result[name]["compiled"], result[name]))
+    for label, r, case in rows:
+        one_run = r.get("steps_per_s", r.get("r1_run_steps_per_s"))
+        unit = "steps/s" if "steps_per_s" in r else "run·steps/s"
         table.add_row(
-            name,
-            f"{rate:,.0f} {unit}",
-            f"{plain:,.0f}",
+            label,
+            f"{one_run:,.0f} {unit}",
+            _fmt(case["plain_loop_steps_per_s"], ",.0f"),
             f"{r['vs_plain_loop']:.2f}×",
-            _fmt(r.get("speedup_r32"), 2),
-            _fmt(r.get("stacked_vs_plain_loop"), 2),
-            _fmt(r.get("pct_of_peak"), 1),
-            _fmt(r.get("peak_rss_mb"), 0),
-            "-" if "store_bytes_per_run" not in r else f"{r['store_bytes_per_run']:,.0f}",
+            _fmt(r.get("speedup_r32"), ".2f"),
+            _fmt(r.get("stacked_vs_plain_loop"), ".2f"),
+            _fmt(r.get("pct_of_peak"), ".1f"),
+            _fmt(r.get("peak_rss_mb"), ".0f"),
+            _fmt(r.get("store_bytes_per_run"), ",.0f"),
         )
     console.print(table)
-    for name in ("centers", "plus_minus"):
+    for name in LADDER_CASES:
         rates = {
             int(k[1:].split("_")[0]): v
             for k, v in result[name].items()

@@ -296,6 +296,10 @@ class RunSpec(_Strict):
     train: TrainSpec = TrainSpec()
     probes: ProbeSpec = ProbeSpec()
 
+    def with_train(self, **fields: Any) -> RunSpec:
+        """This run with some training settings replaced (seed, steps, compile, …)."""
+        return self.model_copy(update={"train": self.train.model_copy(update=fields)})
+
     @property
     def run_id(self) -> str:
         payload = self.model_dump(mode="json")

@@ -247,3 +247,41 @@ def test_center_labels_learns_which_center_is_which_class(tmp_path):
     store = Store(tmp_path / "s.db")
     (outcome,) = run_planned([planned], store)
     assert outcome.test_accuracy > 0.97
+
+
+def test_first_divergence_is_each_runs_first_non_finite_step_of_the_window():
+    import torch
+
+    from optlab.engine.train import first_divergence
+
+    nan, inf = float("nan"), float("inf")
+    losses = torch.tensor([[0.5, 0.5, inf], [0.4, 0.4, 0.3], [0.3, nan, 0.2], [0.2, inf, inf]])
+    before = torch.tensor([-1, -1, 5])  # run 2 diverged at step 5, in an earlier window
+    assert first_divergence(losses, 10, before).tolist() == [-1, 13, 5]
+
+
+def test_an_eval_in_many_pieces_equals_it_in_one(monkeypatch):
+    """Wide stacks are evaluated a slice of runs times a chunk of points at a time: the
+    figures must not depend on the cut (predictions exactly, sums to rounding)."""
+    import torch
+
+    from optlab.config import ModelSpec
+    from optlab.engine import train
+    from optlab.models import build_model
+    from optlab.stacking import stack_runs
+    from optlab.tasks.voronoi import make_environment
+
+    env = make_environment(2, 2, 8, 300, 8, 42, "paper")
+    model = build_model(ModelSpec(name="centers", hidden_dim=64), env)
+    params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(5)])
+    x, y = env.tensors("eval")
+    whole = train.evaluate(model, params, x, y, 5, keep_predictions=True)
+    monkeypatch.setattr(train, "EVAL_CHUNK_ELEMENTS", 64 * 70)  # 2 runs × 35 points a piece
+    monkeypatch.setattr(train, "EVAL_MIN_POINTS", 32)
+    assert len(train.eval_pieces(5, 300, 64)[0]) == 3
+    pieces = train.evaluate(model, params, x, y, 5, keep_predictions=True)
+    assert torch.equal(pieces.predictions, whole.predictions)
+    assert torch.equal(pieces.accuracy, whole.accuracy)
+    assert torch.allclose(pieces.loss, whole.loss, rtol=1e-6)
+    for name, value in whole.outputs.items():
+        assert torch.allclose(pieces.outputs[name], value, rtol=1e-5), name

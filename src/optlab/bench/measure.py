@@ -85,10 +85,7 @@ def peak_rss_mb() -> float:
 
 def optlab_rate(spec: RunSpec, runs: int, store: Store) -> tuple[float, float]:
     """Run·steps per second of one stacked group of ``runs`` seeds, and store bytes per run."""
-    specs = [
-        spec.model_copy(update={"train": spec.train.model_copy(update={"seed": s})})
-        for s in range(runs)
-    ]
+    specs = [spec.with_train(seed=s) for s in range(runs)]
     before = store.bytes_used()
     start = time.perf_counter()
     train_group(specs, store)
@@ -171,6 +168,7 @@ class Plan:
 FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, (1, 8, 32))
 QUICK = Plan(100, {"centers": 200, "plus_minus": 400}, (1, 32), repeats=1, compiled=False)
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
+LADDER_CASES = tuple(LADDER_LR)
 
 
 class _Optlab:
@@ -199,13 +197,14 @@ def one_run_against_plain(
     return max(p[0] for p in pairs), max(p[1] for p in pairs)
 
 
-def final_case(steps: int, peak: float, store: Store, plan: Plan = FULL) -> dict:
+def final_case(peak: float, store: Store, plan: Plan) -> dict:
     """The final model at hidden 512, batch 1024: one run, against the plain loop."""
-    spec = _spec("final", steps, 1024, 3e-3, plan.n_eval, 512)
+    spec = _spec("final", plan.final_steps, 1024, 3e-3, plan.n_eval, 512)
     environment_for(spec)  # drawn once per process, outside either timing
     optlab = _Optlab(spec, store)
     rate, base = one_run_against_plain(optlab, plan.repeats, spec.train.eval_every)
-    flops = final_flops_per_step(2, 512, 2, 1024)
+    t, m = spec.task, spec.model
+    flops = final_flops_per_step(t.dim, m.hidden_dim, t.classes, spec.train.batch_size)
     return {
         "steps_per_s": rate,
         "gflop_per_step": flops / 1e9,
@@ -217,9 +216,10 @@ def final_case(steps: int, peak: float, store: Store, plan: Plan = FULL) -> dict
     }
 
 
-def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
+def ladder_case(name: str, store: Store, plan: Plan) -> dict:
     """``name`` at batch 32: run·steps/s of training for each stack size R, against the plain
     loop; and the cost per run of one eval of ``plan.n_eval`` points at R = 1 and R = 32."""
+    steps = plan.ladder_steps[name]
     spec = _spec(name, steps, 32, LADDER_LR[name], plan.ladder_eval, None, eval_every=steps)
     environment_for(spec)
     optlab = _Optlab(spec, store)
@@ -253,8 +253,8 @@ def ladder_case(name: str, steps: int, store: Store, plan: Plan = FULL) -> dict:
 def compiled_case(spec: RunSpec, store: Store, plain_loop: float, repeats: int) -> dict:
     """R = 1 and R = 32 with ``train.compile``: compiled once (timed apart) by two-step runs
     of the same shapes, then measured as the eager path is."""
-    spec = spec.model_copy(update={"train": spec.train.model_copy(update={"compile": True})})
-    short = spec.model_copy(update={"train": spec.train.model_copy(update={"steps": 2})})
+    spec = spec.with_train(compile=True)
+    short = spec.with_train(steps=2)
     started = time.perf_counter()
     for runs in (1, 32):
         optlab_rate(short, runs, store)
@@ -286,8 +286,8 @@ def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         optlab_rate(_spec("plus_minus", 2, 32, 1e-3, 100, None), 1, store)  # one-time set-up
-        final = final_case(plan.final_steps, peak, store, plan)
-        ladder = {name: ladder_case(name, n, store, plan) for name, n in plan.ladder_steps.items()}
+        final = final_case(peak, store, plan)
+        ladder = {name: ladder_case(name, store, plan) for name in plan.ladder_steps}
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)

@@ -86,7 +86,9 @@ def evaluate(
 ) -> Evaluation:
     """Loss, accuracy and output statistics of each run on (x, y), without autograd, in
     pieces of about ``EVAL_CHUNK_ELEMENTS`` activations: a slice of runs times a chunk of points."""
-    slices, chunk = eval_pieces(runs if params else 1, len(x), model.width)
+    slices, chunk = eval_pieces(runs, len(x), model.width)
+    if not params:  # nothing per run (``exact``): one forward serves the stack
+        slices = [slice(0, runs)]
     counts = torch.bincount(y, minlength=model.classes)
     majority, minority = int(counts.argmax()), int(counts.argmin())
     loss_sum = x.new_zeros(runs)
@@ -95,8 +97,7 @@ def evaluate(
     predictions = [[] for _ in slices]
     for part, kept in zip(slices, predictions, strict=True):
         sub = {k: p[part] for k, p in params.items()}
-        r = part.stop - part.start if params else runs
-        part = part if params else slice(None)
+        r = part.stop - part.start
         for lo in range(0, len(x), chunk):
             xb, yb = x[None, lo : lo + chunk], y[None, lo : lo + chunk]
             logits = model.forward(sub, xb).expand(r, -1, -1)
@@ -233,10 +234,11 @@ def train_group(
                 recorder.after_step(params)
         loss = loss.detach()
         train_loss[t - last_flush] = loss
-        diverged_at = torch.where(~torch.isfinite(loss) & (diverged_at < 0), t + 1, diverged_at)
         if not recorded:
             continue
-        rows = _train_rows(run_ids, last_flush, train_loss[: t + 1 - last_flush].cpu())
+        window = train_loss[: t + 1 - last_flush]
+        diverged_at = first_divergence(window, last_flush, diverged_at)
+        rows = _train_rows(run_ids, last_flush, window.cpu())
         on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
         last_flush = t + 1
         if t + 1 == steps or bool((diverged_at >= 0).all()):
@@ -253,6 +255,15 @@ def train_group(
     store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows, arrays)
     loss, acc = (v.tolist() for v in (test.loss, test.accuracy))
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
+
+
+def first_divergence(losses: Tensor, first: int, diverged_at: Tensor) -> Tensor:
+    """``diverged_at`` (R,), −1 for runs still finite, given the training losses (n, R) of
+    steps first+1 … first+n: a run's first step whose loss is NaN or infinite, checked
+    once per window at the eval cadence rather than every step."""
+    bad = ~torch.isfinite(losses)
+    step = bad.int().argmax(0) + first + 1  # argmax gives the first of equal maxima
+    return torch.where((diverged_at < 0) & bad.any(0), step, diverged_at)
 
 
 def task_arrays(env: Environment, eval_x: Tensor, eval_y: Tensor) -> dict[str, Tensor]:

@@ -71,8 +71,9 @@ class Final:
         }
 
     def layernorm(self, x: Tensor, weight: Tensor) -> Tensor:
-        if self.normalize:
-            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+        """RMS normalisation, then the weight (only the normalising model comes here; the
+        other folds its weights into the matrices, ``folded_forward``)."""
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
         return x * per_run(weight, x.dim())
 
     def dense(self, x: Tensor, params: Params, prefix: str) -> Tensor:
