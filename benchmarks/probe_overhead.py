@@ -24,11 +24,9 @@ import torch
 from optlab.config import ProbeSpec, expand, load_experiment
 from optlab.engine.data import Batches
 from optlab.engine.optimizer import StackedOptimizer
-from optlab.engine.train import environment_for, evaluate, run_losses, train_group
-from optlab.models import build_model
+from optlab.engine.train import build_stack, evaluate, stack_losses, train_group
 from optlab.probes.outputs import output_sums
 from optlab.probes.recorder import Recorder
-from optlab.stacking import stack_runs
 from optlab.store import Store
 
 FINAL = {"train.batch_size": 1024, "train.eval_every": 50, "train.device": "cpu"}
@@ -51,18 +49,17 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def direct(repeats: int) -> dict:
-    spec = _spec(10_000, list(ProbeSpec().record)).spec
-    env = environment_for(spec)
-    model = build_model(spec.model, env)
-    params = {k: v.requires_grad_() for k, v in stack_runs([model.init(torch.Generator())]).items()}
+    spec = _spec(FINAL["train.eval_every"], list(ProbeSpec().record)).spec
+    t = spec.train
+    env, model, params = build_stack([spec], torch.device("cpu"))
     optimizer = StackedOptimizer([spec.optimizer], params)
-    batches = Batches(env, "stream", 1024, [42], torch.device("cpu"))
+    batches = Batches(env, t.data, t.batch_sizes, [t.seed], torch.device("cpu"))
     eval_x, eval_y = env.tensors("eval")
-    recorder = Recorder(spec.probes, ["r"], params, optimizer, 50)
+    recorder = Recorder(spec.probes, ["r"], params, optimizer, t.eval_every)
 
     def step() -> None:
         x, y = batches(0)
-        loss = run_losses(model.forward(params, x), y, 1)
+        loss = stack_losses(model, params, x, y)
         optimizer.step(torch.autograd.grad(loss.sum(), list(params.values())))
 
     step()
@@ -73,7 +70,7 @@ def direct(repeats: int) -> dict:
     record = _median_time(lambda: recorder.record(50, params, ev), repeats * 5)
     outputs = _median_time(lambda: output_sums(logits, 0, 1), repeats * 5)
     probes = record + outputs
-    interval = 50 * train_step + eval_pass
+    interval = t.eval_every * train_step + eval_pass
     return {
         "train_step_s": train_step,
         "eval_pass_s": eval_pass,

@@ -35,7 +35,7 @@ def test_freed_activations_are_reused_without_page_faults():
     took, kept = _faults("keep")
     assert took == "True"
     assert kept < 0.01 * TOUCHED
-    # glibc's default trims the freed heap and faults it in again, in most processes all
-    # of it (163k faults here), in some a part; never less than with the thresholds raised
-    _, default = _faults("default")
-    assert default >= kept
+    # glibc's default trims the freed heap and faults it in again: here all of it in most
+    # processes (163k faults), in others a part (9k, the least seen)
+    took, default = _faults("default")
+    assert took == "False" and default > 1000

@@ -25,9 +25,7 @@ import torch
 from optlab.bench import plain
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
-from optlab.engine.train import environment_for, evaluate, train_group
-from optlab.models import build_model
-from optlab.stacking import stack_runs
+from optlab.engine.train import build_stack, environment_for, evaluate, train_group
 from optlab.store import Store
 
 
@@ -136,9 +134,8 @@ def plain_rate(spec: RunSpec, eval_every: int | None) -> float:
 def eval_ms_per_run(spec: RunSpec, runs: int, repeats: int = 3) -> float:
     """Milliseconds per run of one evaluation on the eval set of ``spec`` (best of ``repeats``)
     for a stack of ``runs``: what each eval of a run's cadence costs."""
-    env = environment_for(spec)
-    model = build_model(spec.model, env)
-    params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(runs)])
+    specs = [spec.with_train(seed=s) for s in range(runs)]
+    env, model, params = build_stack(specs, torch.device("cpu"))
     x, y = env.tensors("eval")
     best = float("inf")
     for _ in range(repeats):

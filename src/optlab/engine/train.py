@@ -125,6 +125,17 @@ def eval_pieces(runs: int, points: int, width: int) -> tuple[list[slice], int]:
     return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)], chunk
 
 
+def build_stack(
+    specs: Sequence[RunSpec], device: torch.device
+) -> tuple[Environment, Model, Params]:
+    """The runs' task, their model, and their initial parameters stacked on the run axis
+    (each drawn from its own training seed), on ``device`` and ready for autograd."""
+    env = environment_for(specs[0])
+    model = build_model(specs[0].model, env).to(device)
+    inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
+    return env, model, {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()}
+
+
 def run_slices(runs: int, batch: int, width: int) -> list[slice]:
     """The stack's runs in slices of about ``TRAIN_CHUNK_ELEMENTS`` activations each."""
     per = max(1, TRAIN_CHUNK_ELEMENTS // (batch * width))
@@ -183,10 +194,7 @@ def train_group(
     spec = specs[0]
     runs, run_ids = len(specs), [s.run_id for s in specs]
     device = resolve_device(spec.train.device)
-    env = environment_for(spec)
-    model = build_model(spec.model, env).to(device)
-    inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
-    params = {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()}
+    env, model, params = build_stack(specs, device)
     seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
     optimizer = StackedOptimizer(
         [s.optimizer for s in specs], params, spec.train.steps, seeds, sizes
