@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -199,9 +200,10 @@ def _mean_sd(values: list) -> str:
     finite = [v for v in values if not _missing(v) and math.isfinite(v)]
     if not finite:
         return "-"
-    mean = sum(finite) / len(finite)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / max(1, len(finite) - 1))
-    return f"{mean:.4f} ± {sd:.4f}" + (f" (n={len(finite)})" if len(finite) < len(values) else "")
+    sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+    return f"{np.mean(finite):.4f} ± {sd:.4f}" + (
+        f" (n={len(finite)})" if len(finite) < len(values) else ""
+    )
 
 
 def records(

@@ -49,7 +49,7 @@ def animate_decision_map(store: Store, run_id: str, path: str | Path, title: str
         return None
     labels = store.array(run_id, "task/eval_labels")[0]
     steps = frame_steps(sorted(predictions))
-    panels = _panels(store.metrics([run_id]))
+    panels = _panels(store.metrics([run_id], split=("eval", *PANEL_SPLITS)))
     cols = 2 if len(panels) > 4 else 1
     rows = max(1, math.ceil(len(panels) / cols))
     fig = plt.figure(figsize=(8 + 4 * cols, max(7, 1.6 * rows)))

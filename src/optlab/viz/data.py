@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from optlab.analysis.cells import axes, tuned_runs
+from optlab.probes import PROBES
 from optlab.store import Store
 
 SEED = "train.seed"
@@ -92,7 +93,8 @@ def load_experiment_record(store: Store, experiment: str) -> ExperimentRecord:
     shown = runs["condition"]
     if axes(spec)[1]:
         shown = shown[runs["id"].isin(set(tuned_runs(store, experiment)["id"]))]
-    metrics = store.metrics(list(runs["id"]))
+    figures = ("eval", "test", "convergence", *(p.split for p in PROBES.values()))
+    metrics = store.metrics(list(runs["id"]), split=figures)  # all but each step's train loss
     return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)), spec)
 
 

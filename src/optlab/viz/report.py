@@ -54,7 +54,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
         claims = _claims_section(store, set(names))
         with tempfile.TemporaryDirectory() as tmp:
             sections = [
-                _section(store, load_experiment_record(store, name), finals, Path(tmp) / str(i))
+                _section(store, load_experiment_record(store, name), i, finals, Path(tmp) / str(i))
                 for i, name in enumerate(names)
             ]
     finally:
@@ -98,8 +98,7 @@ def _claims_section(store: Store, names: set[str]) -> str:
     )
 
 
-def _section(store: Store, rec: ExperimentRecord, finals: dict, folder: Path) -> str:
-    index = experiments(store).index(rec.name)
+def _section(store: Store, rec: ExperimentRecord, index: int, finals: dict, folder: Path) -> str:
     parts = [f'<section id="exp-{index}"><h2>{_e(rec.name)}</h2>']
     parts.append("<h3>Shared settings</h3>" + _shared_config(rec.runs))
     parts.append("<h3>Final metrics</h3>" + _finals_table(rec, finals))
@@ -162,7 +161,9 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
 def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
     out = []
     first_runs = rec.runs[rec.runs["condition"].isin(rec.shown)].drop_duplicates("condition")
-    task_run = next((i for i in first_runs["id"] if store.array(i, "task/eval_points")), None)
+    task_run = next(
+        (i for i in first_runs["id"] if "task/eval_points" in store.array_names(i)), None
+    )
     if task_run is not None:
         pts, lab, ctr = (
             store.array(task_run, f"task/{n}")[0] for n in ("eval_points", "eval_labels", "centers")
