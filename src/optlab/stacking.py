@@ -14,6 +14,11 @@ def per_run(t: Tensor | float, ndim: int) -> Tensor | float:
     return t.reshape(t.shape[0], *([1] * (ndim - t.dim())), *t.shape[1:])
 
 
+def flat_runs(t: Tensor) -> Tensor:
+    """A stacked (R, ...) tensor as (R, n), out of autograd: one row of entries per run."""
+    return t.detach().reshape(t.shape[0], -1)
+
+
 def run_axes(t: Tensor) -> tuple[int, ...]:
     """Every axis but the run axis: reduce over these for a per-run, per-tensor statistic."""
     return tuple(range(1, t.dim()))

@@ -7,10 +7,7 @@ from torch import Tensor
 
 from optlab.optim.closed_form import angle, distance_from_decayed_init
 from optlab.probes.base import Observation, Params, Update
-
-
-def _flat(t: Tensor) -> Tensor:
-    return t.reshape(t.shape[0], -1)
+from optlab.stacking import flat_runs
 
 
 def moments(obs: Observation) -> dict[str, Tensor]:
@@ -26,8 +23,8 @@ def moments(obs: Observation) -> dict[str, Tensor]:
         if not {"exp_avg", "exp_avg_sq"} <= set(s) or not {"beta1", "beta2"} <= set(hyper):
             continue
         t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
-        m_hat = _flat(s["exp_avg"]) / (1 - b1**t)[:, None]
-        sqrt_v_hat = (_flat(s["exp_avg_sq"]) / (1 - b2**t)[:, None]).sqrt()
+        m_hat = flat_runs(s["exp_avg"]) / (1 - b1**t)[:, None]
+        sqrt_v_hat = (flat_runs(s["exp_avg_sq"]) / (1 - b2**t)[:, None]).sqrt()
         out[f"{name}/sqrt_v_hat_min"] = sqrt_v_hat.amin(1)
         out[f"{name}/sqrt_v_hat_median"] = sqrt_v_hat.median(1).values
         out[f"{name}/sqrt_v_hat_max"] = sqrt_v_hat.amax(1)
@@ -60,11 +57,11 @@ def step_ratios(obs: Observation) -> dict[str, Tensor]:
         return {}
     out = {}
     for name, delta in u.delta.items():
-        size = _flat(u.before[name]).norm(dim=1)
-        out[f"{name}/update_ratio"] = _flat(delta).norm(dim=1) / size
+        size = flat_runs(u.before[name]).norm(dim=1)
+        out[f"{name}/update_ratio"] = flat_runs(delta).norm(dim=1) / size
         if u.adaptive is None:
             continue
-        dec, ada = _flat(u.decay[name]).norm(dim=1), _flat(u.adaptive[name]).norm(dim=1)
+        dec, ada = flat_runs(u.decay[name]).norm(dim=1), flat_runs(u.adaptive[name]).norm(dim=1)
         out[f"{name}/decay_ratio"] = dec / size
         out[f"{name}/adaptive_ratio"] = ada / size
         total = dec + ada

@@ -7,18 +7,15 @@ import torch
 from torch import Tensor
 
 from optlab.probes.base import Observation
+from optlab.stacking import flat_runs
 
 SCALAR_MAX = 4  # tensors with at most this many entries per run are logged entry by entry
 SNAPSHOT_MAX = 8192  # tensors with at most this many entries per run are snapshotted whole
 
 
-def _flat(t: Tensor) -> Tensor:
-    return t.detach().reshape(t.shape[0], -1)
-
-
 def tensor_stats(t: Tensor) -> dict[str, Tensor]:
     """min, mean, max, RMS = √(Σθ²/n), L2 = √(Σθ²), L∞ = max|θ| of each run's slice: (R,) each."""
-    flat = _flat(t)
+    flat = flat_runs(t)
     lo, hi = flat.amin(1), flat.amax(1)
     sq = flat.pow(2).sum(1)
     return {
@@ -45,7 +42,7 @@ def scalars(obs: Observation) -> dict[str, Tensor]:
     ``<tensor>`` for a scalar, ``<tensor>/<i>`` for entry i of a tensor of ≤ 4 entries."""
     out = {}
     for name, t in obs.params.items():
-        flat = _flat(t)
+        flat = flat_runs(t)
         if t.dim() == 1:
             out[name] = flat[:, 0]
         elif flat.shape[1] <= SCALAR_MAX:
@@ -57,7 +54,7 @@ def distance(obs: Observation) -> dict[str, Tensor]:
     """‖θ_t − θ_0‖ and cos(θ_t, θ_0) = θ_t·θ_0/(‖θ_t‖‖θ_0‖) per tensor (cosine 0 where a norm is 0)."""
     out = {}
     for name, t in obs.params.items():
-        now, start = _flat(t), _flat(obs.init[name])
+        now, start = flat_runs(t), flat_runs(obs.init[name])
         norms = now.norm(dim=1) * start.norm(dim=1)
         dot = (now * start).sum(1)
         out[f"{name}/distance"] = (now - start).norm(dim=1)
@@ -73,7 +70,7 @@ def effective_lr(obs: Observation) -> dict[str, Tensor]:
     for name in obs.scale_invariant:
         lr = obs.optimizer.hyper_for(name).get("lr")
         if lr is not None:
-            out[f"{name}/effective_lr"] = lr / _flat(obs.params[name]).pow(2).sum(1)
+            out[f"{name}/effective_lr"] = lr / flat_runs(obs.params[name]).pow(2).sum(1)
     return out
 
 
@@ -82,5 +79,5 @@ def snapshots(obs: Observation) -> dict[str, Tensor]:
     return {
         f"snapshot/{name}": t.detach()
         for name, t in obs.params.items()
-        if _flat(t).shape[1] <= SNAPSHOT_MAX
+        if flat_runs(t).shape[1] <= SNAPSHOT_MAX
     }
