@@ -51,7 +51,8 @@ def _median_time(fn, repeats: int) -> float:
 def direct(repeats: int) -> dict:
     spec = _spec(FINAL["train.eval_every"], list(ProbeSpec().record)).spec
     t = spec.train
-    env, model, params = build_stack([spec], torch.device("cpu"))
+    stack = build_stack([spec], torch.device("cpu"))
+    env, model, params = stack.task, stack.model, stack.params
     optimizer = StackedOptimizer([spec.optimizer], params)
     batches = Batches(env, t.data, t.batch_sizes, [t.seed], torch.device("cpu"))
     eval_x, eval_y = env.tensors("eval")

@@ -58,7 +58,7 @@ def test_run_id_is_a_hash_of_the_config_without_device():
         ("task.dim", 0, "task.dim: 0"),
         ("optimizer.decay", "l3", "valid: l2, l1, min, none"),
         ("optimizer.name", "adamx", "valid: adamw, adam, sgd, rmsprop"),
-        ("model.name", "mlp", "valid: exact, center_labels"),
+        ("model.name", "mlpx", "valid: exact, center_labels"),
         ("optimizer.lrr", 1.0, "unknown key 'optimizer.lrr'"),
     ],
 )

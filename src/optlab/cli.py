@@ -35,7 +35,9 @@ err_console = Console(stderr=True)  # progress, when stdout carries JSON
 
 StoreOpt = Annotated[Path, typer.Option("--store", help="SQLite store of results")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field: key=value")]
-ProfileOpt = Annotated[str, typer.Option("--profile", help="paper (exact scale) or quick")]
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", help="paper (the spec as written), quick, or another it defines")
+]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", help="training processes; default: one per core")
@@ -55,7 +57,7 @@ def fail(message: str) -> None:
 
 
 def plan(
-    experiment: str, sets: list[str] | None, profile: str, seeds: int | None = None
+    experiment: str | dict, sets: list[str] | None, profile: str, seeds: int | None = None
 ) -> tuple[list[ExperimentSpec], list[PlannedRun]]:
     """Load, override and expand an experiment or a suite, or exit 2 with the reason."""
     if seeds is not None and seeds < 1:
@@ -67,15 +69,24 @@ def plan(
             first = spec.seeds[0]
             seed_list = None if seeds is None else list(range(first, first + seeds))
             planned += expand(spec, overrides, profile=profile, seeds=seed_list)
-        return specs, planned
     except SpecError as err:
         fail(str(err))
+    from optlab.engine.train import check_buildable
+
+    try:
+        check_buildable([p.spec for p in planned])
+    except ValueError as err:  # a factory, a model for another task, a text hash
+        fail(str(err))
+    return specs, planned
 
 
 @app.command("list")
 def list_() -> None:
-    """The catalog's experiments, and the models, optimizers, decay rules and probes a spec can name."""
+    """The catalog's experiments, and the tasks, models, optimizers, decay rules and probes a
+    spec can name."""
+    from optlab.config import TASK_NAMES
     from optlab.models import MODELS
+    from optlab.models.module import MODULES
     from optlab.optim import OPTIMIZERS
     from optlab.optim.decay import DECAY_NAMES
     from optlab.probes import PROBES
@@ -84,7 +95,12 @@ def list_() -> None:
     for name, text in catalog.describe().items():
         table.add_row(name, text)
     console.print(table)
-    console.print(f"models: {', '.join(MODELS)}")
+    console.print(f"tasks (task.name): {', '.join(TASK_NAMES)}")
+    console.print(f"models, hand-stacked (options in model.*): {', '.join(MODELS)}")
+    console.print(
+        f"models, nn.Module factories (arguments in model.kwargs): {', '.join(MODULES)}, "
+        "or your own as package.module:function"
+    )
     console.print(f"optimizers: {', '.join(OPTIMIZERS)}, or a torch.optim.Optimizer import path")
     console.print(f"decay rules (decoupled): {', '.join(DECAY_NAMES)}")
     console.print(f"probes (probes.record): {', '.join(PROBES)}")
@@ -302,21 +318,25 @@ def show(
 
 @app.command()
 def task(
-    experiment: Annotated[str, typer.Argument(help="catalog name or TOML file")] = "ladder",
+    name: Annotated[
+        str, typer.Argument(help="a task (voronoi, mg_toy, digits, charlm), or an experiment")
+    ] = "ladder",
     set_: SetOpt = None,
     profile: ProfileOpt = "paper",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable summary")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="draw the task to this PNG")] = None,
 ) -> None:
-    """Summarise an experiment's task: k, class counts and majority-class accuracy per split."""
-    from optlab.engine.train import environment_for
+    """Describe a task: sizes, classes or vocabulary, what identifies its data."""
+    from optlab.config import TASK_NAMES
+    from optlab.engine.train import task_for
 
-    spec = plan(experiment, set_, profile)[1][0].spec
-    env = environment_for(spec)
-    summary = env.summary()
+    source = {"name": name, "base": {"task": {"name": name}}} if name in TASK_NAMES else name
+    spec = plan(source, set_, profile)[1][0].spec
+    data = task_for(spec)  # built once already by plan's checks
+    summary = data.summary()
     if as_json:
         typer.echo(json.dumps(summary))
-    else:
+    elif spec.task.name == "voronoi":
         t = spec.task
         console.print(
             f"Voronoi task: rule={t.rule}, seed={t.seed}, D={t.dim}, C={t.classes}, "
@@ -329,10 +349,16 @@ def task(
                 split, f"{s['n']:,}", str(s["class_counts"]), f"{s['majority_accuracy']:.4f}"
             )
         console.print(table)
+    else:
+        console.print(f"{spec.task.name} task")
+        for key, value in summary.items():
+            console.print(f"  {key}: {json.dumps(value)}")
     if plot is not None:
+        if spec.task.name != "voronoi":
+            fail(f"--plot: draws the voronoi task; {spec.task.name} has no picture")
         from optlab.viz.task import plot_environment
 
-        print(f"plot: {plot_environment(env, plot)}", file=sys.stderr if as_json else sys.stdout)
+        print(f"plot: {plot_environment(data, plot)}", file=sys.stderr if as_json else sys.stdout)
 
 
 @app.command()

@@ -17,19 +17,23 @@ import itertools
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PositiveFloat,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from optlab.models import MODEL_DEFAULTS, MODELS
+from optlab.models.module import MODULES, check_factory_arguments, is_factory_path
 from optlab.optim import OPTIMIZERS, is_import_path
 from optlab.optim.decay import DECAY_NAMES
 from optlab.optim.schedules import batch_sizes
@@ -49,8 +53,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskSpec(_Strict):
-    """The Voronoi environment (see ``optlab.tasks.voronoi``)."""
+class VoronoiTaskSpec(_Strict):
+    """The Voronoi environment of Yu (2022) (see ``optlab.tasks.voronoi``)."""
 
     name: Literal["voronoi"] = "voronoi"
     dim: int = Field(2, ge=1)
@@ -62,10 +66,65 @@ class TaskSpec(_Strict):
     n_train: int = Field(10_000, ge=1, description="training-set size in dataset mode")
 
 
+class MgToyTaskSpec(_Strict):
+    """The 2023 essay's memorize-or-generalize toy (see ``optlab.tasks.mg_toy``)."""
+
+    name: Literal["mg_toy"]
+    samples: int = Field(100, ge=1, description="n: inputs [e_i, 1], i = 1..n, targets 1")
+
+
+class DigitsTaskSpec(_Strict):
+    """scikit-learn's bundled 8×8 digits (see ``optlab.tasks.digits``)."""
+
+    name: Literal["digits"]
+    seed: int = Field(0, ge=0, description="fixes the stratified train / eval / test split")
+    eval_fraction: float = Field(0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(0.15, gt=0, lt=0.5)
+
+
+class CharLMTaskSpec(_Strict):
+    """Character-level language modelling of Python's own source (see ``optlab.tasks.charlm``)."""
+
+    name: Literal["charlm"]
+    block_size: int = Field(128, ge=2, description="characters of context per window")
+    eval_chars: int = Field(65_536, ge=1)
+    test_chars: int = Field(65_536, ge=1)
+    sha256: str | None = Field(None, description="the text's expected hash; None: any")
+    allow_other_text: bool = Field(False, description="train even when the hash differs")
+
+
+TASK_SPECS = (VoronoiTaskSpec, MgToyTaskSpec, DigitsTaskSpec, CharLMTaskSpec)
+
+
+def _tag(spec: type[BaseModel]) -> str:
+    return get_args(spec.model_fields["name"].annotation)[0]
+
+
+TASK_NAMES = tuple(_tag(t) for t in TASK_SPECS)
+
+
+def _task_name(value: Any) -> str:
+    """The task a table names; a table without a name is the voronoi task's, as before tasks."""
+    name = value.get("name", "voronoi") if isinstance(value, dict) else value.name
+    return name if name in TASK_NAMES else None  # None: pydantic's "does not match" error
+
+
+TaskSpec = Annotated[
+    Annotated[VoronoiTaskSpec, Tag("voronoi")]
+    | Annotated[MgToyTaskSpec, Tag("mg_toy")]
+    | Annotated[DigitsTaskSpec, Tag("digits")]
+    | Annotated[CharLMTaskSpec, Tag("charlm")],
+    Discriminator(_task_name),
+]
+
+
 class ModelSpec(_Strict):
-    """Which model of the ladder, and the final model's options."""
+    """A model: a hand-stacked one (the ladder's rungs, the final model, the toy's linear
+    model) with its options here, or an ``nn.Module`` factory (built in, or named by import
+    path ``package.module:factory``) with its arguments in ``kwargs``."""
 
     name: str = "final"
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="an nn.Module factory's")
     hidden_dim: int | None = Field(None, ge=1, description="None: the model's own default")
     nonlinearity: Literal["relu", "swish", "gelu"] = "relu"
     init: Literal["uniform", "normal"] = "uniform"
@@ -75,13 +134,37 @@ class ModelSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        return _one_of(name, MODELS, "model")
+        if name in MODELS or name in MODULES or is_factory_path(name):
+            return name
+        raise ValueError(
+            f"unknown model; valid: {', '.join([*MODELS, *MODULES])}, "
+            "or an nn.Module factory as package.module:function"
+        )
 
     @model_validator(mode="after")
-    def _resolve_hidden_dim(self) -> ModelSpec:
-        if self.hidden_dim is None and MODEL_DEFAULTS[self.name] is not None:
-            object.__setattr__(self, "hidden_dim", MODEL_DEFAULTS[self.name])
+    def _options_the_model_reads(self) -> ModelSpec:
+        if self.name in MODELS:
+            if self.kwargs:
+                raise ValueError(
+                    f"model.kwargs are an nn.Module factory's arguments; {self.name!r} is "
+                    "hand-written and takes hidden_dim, nonlinearity, init, "
+                    "layernorm_normalization, activation"
+                )
+            if self.hidden_dim is None and MODEL_DEFAULTS[self.name] is not None:
+                object.__setattr__(self, "hidden_dim", MODEL_DEFAULTS[self.name])
+            return self
+        default = ModelSpec.model_construct()
+        for field in HAND_OPTIONS:
+            if getattr(self, field) != getattr(default, field):
+                raise ValueError(
+                    f"model.{field} is read by the hand-written models only; the module "
+                    f"{self.name!r} takes its arguments in model.kwargs"
+                )
+        check_factory_arguments(self.name, self.kwargs)
         return self
+
+
+HAND_OPTIONS = ("hidden_dim", "nonlinearity", "init", "layernorm_normalization", "activation")
 
 
 class ScheduleSpec(_Strict):
@@ -251,8 +334,11 @@ class TrainSpec(_Strict):
         description="steps after which the batch grows (η/B kept fixed); < 1: a fraction of steps",
     )
     batch_factor: int = Field(2, ge=1, description="the batch's growth at each milestone")
-    data: Literal["stream", "dataset"] = "stream"
+    data: Literal["stream", "dataset"] | None = Field(
+        None, description="None: stream where the task draws fresh points (voronoi), else dataset"
+    )
     seed: int = 42
+    dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = Field(
         False,
@@ -290,7 +376,7 @@ class ProbeSpec(_Strict):
 class RunSpec(_Strict):
     """One fully resolved run. Its hash (without the device) is the run id."""
 
-    task: TaskSpec = TaskSpec()
+    task: TaskSpec = VoronoiTaskSpec()
     model: ModelSpec = ModelSpec()
     optimizer: OptimizerSpec = OptimizerSpec()
     train: TrainSpec = TrainSpec()
@@ -300,19 +386,40 @@ class RunSpec(_Strict):
         """This run with some training settings replaced (seed, steps, compile, …)."""
         return self.model_copy(update={"train": self.train.model_copy(update=fields)})
 
+    @model_validator(mode="after")
+    def _data_mode(self) -> RunSpec:
+        streams = self.task.name == "voronoi"
+        if self.train.data is None:
+            train = self.train.model_copy(update={"data": "stream" if streams else "dataset"})
+            object.__setattr__(self, "train", train)
+        elif self.train.data == "stream" and not streams:
+            raise ValueError(
+                f"train.data: 'stream' draws fresh points every step, which only the voronoi "
+                f"task can; {self.task.name} has a fixed training set: use 'dataset'"
+            )
+        return self
+
     @property
     def run_id(self) -> str:
         payload = self.model_dump(mode="json")
         # where and how a run trains does not change what it is (up to float rounding)
         del payload["train"]["device"], payload["train"]["compile"]
+        # fields added after stores existed count only when set, so old run ids still hold
+        for table, key in ADDED_FIELDS:
+            if payload[table][key] == getattr(RunSpec.model_fields[table].default, key, None):
+                del payload[table][key]
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def n_train(self) -> int:
-        """Training points drawn: one fresh batch per step in stream mode, as the paper."""
+        """Training points drawn (voronoi): one fresh batch per step in stream mode, as the
+        paper, else the dataset's size."""
         t = self.train
         return sum(t.batch_sizes) if t.data == "stream" else self.task.n_train
+
+
+ADDED_FIELDS = (("model", "kwargs"), ("train", "dtype"))
 
 
 class ExperimentSpec(_Strict):
@@ -355,9 +462,6 @@ class PlannedRun(BaseModel):
         return self.spec.run_id
 
 
-PROFILES = ("paper", "quick")  # paper: the spec as written; quick: the spec's [profiles.quick]
-
-
 # ---- overrides ---------------------------------------------------------------------------
 
 
@@ -374,24 +478,41 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def _members(annotation: Any) -> list[type[BaseModel]]:
+    """The spec models a field holds: itself, or each member of a union of them (tasks)."""
+    if get_origin(annotation) is Annotated:
+        return _members(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return (
+        [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+    )
+
+
 def _valid_keys(model: type[BaseModel] = RunSpec, prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            if prefix:  # a nested table may also be set whole, e.g. optimizer.lr_schedule
-                keys.append(f"{prefix}{name}")
-            keys += _valid_keys(sub, f"{prefix}{name}.")
-        else:
+        members = _members(field.annotation)
+        if not members:
             keys.append(f"{prefix}{name}")
+            continue
+        if prefix:  # a nested table may also be set whole, e.g. optimizer.lr_schedule
+            keys.append(f"{prefix}{name}")
+        for sub in members:
+            keys += [k for k in _valid_keys(sub, f"{prefix}{name}.") if k not in keys]
     return keys
 
 
 RUN_KEYS = tuple(_valid_keys())
 
 
+# dict fields whose entries may be set one by one: --set model.kwargs.width=64
+OPEN_TABLES = ("model.kwargs", "optimizer.kwargs")
+
+
 def _set_path(tree: dict, key: str, value: Any) -> None:
-    if key not in RUN_KEYS:
+    open_table = any(key.startswith(f"{t}.") and len(key) > len(t) + 1 for t in OPEN_TABLES)
+    if key not in RUN_KEYS and not open_table:
         raise SpecError(f"unknown key {key!r}; valid keys: {', '.join(RUN_KEYS)}")
     *parents, leaf = key.split(".")
     node = tree
@@ -410,7 +531,12 @@ def _apply(run: dict, overrides: dict[str, Any]) -> dict:
 def _format_error(err: ValidationError, context: str, model: type[BaseModel] | None = None) -> str:
     """One line: the field, the value, what is allowed (for an unknown field: the valid ones)."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or context
+    path = tuple(p for i, p in enumerate(first["loc"]) if not _is_tag(first["loc"], i))
+    loc = ".".join(str(p) for p in path) or context
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        given = first.get("input")
+        tag = given.get("name") if isinstance(given, dict) else given
+        return f"{loc}.name: {tag!r} is not a task; valid: {', '.join(TASK_NAMES)}"
     if first["type"] == "extra_forbidden" and model is not None:
         owner = _model_at(model, first["loc"][:-1])
         if owner is not None:
@@ -419,14 +545,23 @@ def _format_error(err: ValidationError, context: str, model: type[BaseModel] | N
     return f"{loc}: {first.get('input')!r} is not allowed: {msg}"
 
 
+def _is_tag(loc: tuple, i: int) -> bool:
+    """Whether part i of an error path is the tag pydantic inserts after a union (task)."""
+    return i > 0 and loc[i - 1] == "task" and loc[i] in TASK_NAMES
+
+
 def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     """The spec model that the field path ``path`` leads to from ``model``, if any."""
-    for part in path:
+    for i, part in enumerate(path):
+        if _is_tag(path, i):
+            continue
         field = model.model_fields.get(str(part))
-        sub = field.annotation if field else None
-        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+        members = _members(field.annotation) if field else []
+        if _is_tag(path, i + 1):
+            members = [m for m in members if _tag(m) == path[i + 1]]
+        if len(members) != 1:
             return None
-        model = sub
+        model = members[0]
     return model
 
 
@@ -495,10 +630,11 @@ def expand(
     seeds: list[int] | None = None,
 ) -> list[PlannedRun]:
     """Every run: base ← profile ← case ← profile's case ← grid ← tune ← overrides, per seed."""
-    if profile not in PROFILES:
-        raise SpecError(f"--profile: {profile!r} is not a profile; valid: {', '.join(PROFILES)}")
     if profile != "paper" and profile not in spec.profiles:
-        raise SpecError(f"--profile: experiment {spec.name!r} has no {profile!r} profile")
+        valid = ", ".join(["paper", *spec.profiles])
+        raise SpecError(
+            f"--profile: experiment {spec.name!r} has no {profile!r} profile; valid: {valid}"
+        )
     profile_overrides, per_case, tune = spec.profile(profile)
     base = _apply(spec.base, profile_overrides)
     axes = {**spec.grid, **tune}

@@ -6,7 +6,7 @@ import torch
 from optlab.config import OptimizerSpec, RunSpec
 from optlab.engine.data import Batches
 from optlab.engine.optimizer import StackedOptimizer
-from optlab.engine.train import environment_for
+from optlab.engine.train import task_for
 
 RULES = [
     {"name": "nested_adam", "bias_correction": "exact"},
@@ -94,7 +94,7 @@ def test_a_growing_batch_keeps_lr_over_batch_fixed_and_streams_fresh_points():
     assert sizes == [4, 4, 8, 8, 16, 16] and spec.n_train == 56
     opt = StackedOptimizer([spec.optimizer], _params(1), 6, [0], sizes)
     assert [opt.lr_scale(t) for t in range(1, 7)] == [1, 1, 2, 2, 4, 4]
-    env = environment_for(spec)
+    env = task_for(spec)
     batches = Batches(env, "stream", sizes, [0], torch.device("cpu"))
     xs = [batches(t)[0][0] for t in range(6)]
     assert [len(x) for x in xs] == sizes

@@ -162,7 +162,7 @@ def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradi
     import torch
 
     from optlab.config import ModelSpec
-    from optlab.engine.train import loss_and_grads, run_slices, stack_losses
+    from optlab.engine.train import Stack, loss_and_grads, run_slices, stack_losses
     from optlab.models import build_model
     from optlab.stacking import stack_runs
     from optlab.tasks.voronoi import make_environment
@@ -174,9 +174,10 @@ def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradi
     params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(5)])
     params = {k: v.requires_grad_() for k, v in params.items()}
     x, y = env.tensors("train")
-    whole = loss_and_grads(stack_losses, model, params, x[None], y[None], [slice(0, 5)])
+    stack = Stack(env, model, params, {}, torch.float32)
+    whole = loss_and_grads(stack_losses, stack, x[None], y[None], [slice(0, 5)])
     parts = loss_and_grads(
-        stack_losses, model, params, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)]
+        stack_losses, stack, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)]
     )
     assert torch.equal(whole[0], parts[0])
     assert all(torch.equal(a, b) for a, b in zip(whole[1], parts[1], strict=True))

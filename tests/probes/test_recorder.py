@@ -8,7 +8,7 @@ import torch
 
 from optlab.config import expand, load_experiment
 from optlab.engine import run_planned
-from optlab.engine.train import environment_for
+from optlab.engine.train import task_for
 from optlab.models import build_model
 from optlab.store import Store
 
@@ -28,7 +28,7 @@ def test_exact_outputs_by_hand(tmp_path):
     # gap (e−1)/(e+1); the majority class's logit is 1 on exactly its own points, so its
     # mean is that class's share of the eval set, and the minority's likewise.
     store, run = _run(tmp_path, "exact")
-    labels = environment_for(run.spec).labels["eval"]
+    labels = task_for(run.spec).labels["eval"]
     shares = np.bincount(labels, minlength=2) / len(labels)
     m = store.metrics([run.run_id])
     out = m[(m["split"] == "outputs") & (m["step"] == 30)].set_index("name")["value"]
@@ -43,7 +43,7 @@ def test_exact_outputs_by_hand(tmp_path):
 def test_step_zero_params_are_the_initialisation(tmp_path):
     # center_labels: W is drawn by model.init from the training seed; step 0 records its stats
     store, run = _run(tmp_path, "center_labels", **{"probes.record": ["params", "snapshots"]})
-    env = environment_for(run.spec)
+    env = task_for(run.spec)
     w = build_model(run.spec.model, env).init(torch.Generator().manual_seed(run.spec.train.seed))
     w = w["W"].numpy().ravel()
     m = store.metrics([run.run_id])

@@ -25,7 +25,7 @@ import torch
 from optlab.bench import plain
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
-from optlab.engine.train import build_stack, environment_for, evaluate, train_group
+from optlab.engine.train import build_stack, evaluate, task_for, train_group
 from optlab.store import Store
 
 
@@ -116,7 +116,7 @@ def _spec(
 
 
 def plain_rate(spec: RunSpec, eval_every: int | None) -> float:
-    env = environment_for(spec)
+    env = task_for(spec)
     x, y = env.tensors("train")
     ex, ey = env.tensors("eval")
     torch.manual_seed(spec.train.seed)
@@ -135,12 +135,12 @@ def eval_ms_per_run(spec: RunSpec, runs: int, repeats: int = 3) -> float:
     """Milliseconds per run of one evaluation on the eval set of ``spec`` (best of ``repeats``)
     for a stack of ``runs``: what each eval of a run's cadence costs."""
     specs = [spec.with_train(seed=s) for s in range(runs)]
-    env, model, params = build_stack(specs, torch.device("cpu"))
-    x, y = env.tensors("eval")
+    stack = build_stack(specs, torch.device("cpu"))
+    x, y = stack.task.tensors("eval")
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        evaluate(model, params, x, y, runs)
+        evaluate(stack.model, stack.state, x, y, runs)
         best = min(best, time.perf_counter() - start)
     return 1e3 * best / runs
 
@@ -197,7 +197,7 @@ def one_run_against_plain(
 def final_case(peak: float, store: Store, plan: Plan) -> dict:
     """The final model at hidden 512, batch 1024: one run, against the plain loop."""
     spec = _spec("final", plan.final_steps, 1024, 3e-3, plan.n_eval, 512)
-    environment_for(spec)  # drawn once per process, outside either timing
+    task_for(spec)  # drawn once per process, outside either timing
     optlab = _Optlab(spec, store)
     rate, base = one_run_against_plain(optlab, plan.repeats, spec.train.eval_every)
     t, m = spec.task, spec.model
@@ -218,7 +218,7 @@ def ladder_case(name: str, store: Store, plan: Plan) -> dict:
     loop; and the cost per run of one eval of ``plan.n_eval`` points at R = 1 and R = 32."""
     steps = plan.ladder_steps[name]
     spec = _spec(name, steps, 32, LADDER_LR[name], plan.ladder_eval, None, eval_every=steps)
-    environment_for(spec)
+    task_for(spec)
     optlab = _Optlab(spec, store)
     r1, base = one_run_against_plain(optlab, plan.repeats, eval_every=None)
     case = {

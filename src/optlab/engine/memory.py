@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from optlab.config import RunSpec
-from optlab.engine.train import environment_for
+from optlab.engine.train import task_for
 from optlab.models import build_model
 
 STATE_COPIES = 6  # θ, ∇θ, m, v, and two temporaries of the update
@@ -23,7 +23,7 @@ FLOAT_BYTES = 4  # float32
 def run_bytes(spec: RunSpec) -> int:
     """Estimated bytes one run adds to a stack: 4·(6·parameters + 12·B·width), B the
     largest batch of its schedule and width the model's widest activation per point."""
-    model = build_model(spec.model, environment_for(spec))
+    model = build_model(spec.model, task_for(spec))
     n_params = sum(p.numel() for p in model.init(torch.Generator().manual_seed(0)).values())
     batch = max(spec.train.batch_sizes)
     return FLOAT_BYTES * (STATE_COPIES * n_params + ACTIVATION_COPIES * batch * model.width)

@@ -1,8 +1,9 @@
 """The training loop over a group of R runs that share a shape (DESIGN principle 3).
 
 Parameters are stacked on a leading run axis; the loss is the sum over runs of each
-run's mean cross-entropy, so each run's slice of the gradient is exactly its own
-gradient. Metrics stay on the device and reach the store once per ``eval_every``
+run's mean loss (the task's: cross-entropy or ½·squared error), so each run's slice of
+the gradient is exactly its own gradient. Buffers (BatchNorm's running statistics) are
+stacked the same way, per run, and passed to the model beside the parameters. Metrics stay on the device and reach the store once per ``eval_every``
 steps: per-step training loss, eval loss and accuracy (also at step 0), and test
 loss and accuracy at the end. A run whose training loss turns NaN or infinite is
 recorded as diverged at that step; the other runs of its group go on.
@@ -11,6 +12,7 @@ recorded as diverged at that step; the other runs of its group go on.
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,15 +23,15 @@ from torch import Tensor
 
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
-from optlab.engine.data import Batches
+from optlab.engine.data import Batches, task_tensors
 from optlab.engine.optimizer import StackedOptimizer
-from optlab.models import Model, Params, build_model
+from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
 from optlab.probes.outputs import OUTPUTS, output_sums
 from optlab.probes.recorder import Recorder
 from optlab.stacking import stack_runs
 from optlab.store import Store
-from optlab.tasks.voronoi import Environment, make_environment
+from optlab.tasks import Task, build_task, extra_metrics
 
 # runs × points × width per eval forward pass: 4 MB of float32 activations stay in cache,
 # about 5× faster here than 8192 point·runs at width 2048 (measured, centers at R = 1 and 32)
@@ -45,7 +47,7 @@ TRAIN_CHUNK_ELEMENTS = 2**18
 # in a sweep of many models and stack sizes)
 COMPILED_SHAPES = 64
 
-LossFunction = Callable[[Model, Params, Tensor, Tensor], Tensor]
+LossFunction = Callable[[Model, Params, Tensor, Tensor, str], Tensor]
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,26 @@ class Outcome:
     run_id: str
     diverged_step: int | None
     test_loss: float
-    test_accuracy: float
+    test_accuracy: float | None  # None for a regression
 
 
-def environment_for(spec: RunSpec) -> Environment:
-    t = spec.task
-    return make_environment(t.dim, t.classes, spec.n_train, t.n_eval, t.n_test, t.seed, t.rule)
+def task_for(spec: RunSpec) -> Task:
+    """The run's task (data drawn once per process and task)."""
+    return build_task(spec.task, spec.n_train if spec.task.name == "voronoi" else 0)
+
+
+def check_buildable(specs: Sequence[RunSpec]) -> None:
+    """Build each distinct task and model of ``specs`` once, so that a factory that fails, a
+    model that cannot serve its task or a text that is not the catalog's stops a sweep before
+    anything is written (a ``ValueError`` with one line). The voronoi task with a
+    hand-written model always builds and is not drawn here (drawing it can take seconds)."""
+    seen = set()
+    for spec in specs:
+        key = json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json")])
+        if key in seen or (spec.task.name == "voronoi" and spec.model.name in MODELS):
+            continue
+        seen.add(key)
+        build_model(spec.model, task_for(spec))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -67,11 +83,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_losses(logits: Tensor, y: Tensor, runs: int) -> Tensor:
-    """Mean cross-entropy of each run: logits (R or 1, B, C), y (R or 1, B) -> (R,)."""
-    logits = logits.expand(runs, *logits.shape[1:])
-    y = y.expand(runs, y.shape[-1])
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+def run_losses(outputs: Tensor, y: Tensor, runs: int, loss: str = "cross_entropy") -> Tensor:
+    """Each run's mean loss (R,): outputs (R or 1, B, ..., C) and targets y (R or 1, B, ...):
+    cross-entropy over the last axis of class indices (every position of a sequence is one
+    target), or ½·(f − y)² for a regression's outputs (R, B)."""
+    outputs = outputs.expand(runs, *outputs.shape[1:])
+    y = y.expand(runs, *y.shape[1:])
+    if loss == "half_mse":
+        return 0.5 * (outputs - y).pow(2).reshape(runs, -1).mean(1)
+    ce = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none")
     return ce.view(runs, -1).mean(1)
 
 
@@ -83,35 +103,44 @@ def evaluate(
     y: Tensor,
     runs: int,
     keep_predictions: bool = False,
+    loss: str = "cross_entropy",
 ) -> Evaluation:
     """Loss, accuracy and output statistics of each run on (x, y), without autograd, in
-    pieces of about ``EVAL_CHUNK_ELEMENTS`` activations: a slice of runs times a chunk of points."""
+    pieces of about ``EVAL_CHUNK_ELEMENTS`` activations: a slice of runs times a chunk of
+    points. A regression (``half_mse``) has neither accuracy nor output statistics; a
+    sequence's every position counts as one target."""
     slices, chunk = eval_pieces(runs, len(x), model.width)
     if not params:  # nothing per run (``exact``): one forward serves the stack
         slices = [slice(0, runs)]
-    counts = torch.bincount(y, minlength=model.classes)
-    majority, minority = int(counts.argmax()), int(counts.argmin())
-    loss_sum = x.new_zeros(runs)
-    correct = x.new_zeros(runs)
-    sums = x.new_zeros(runs, len(OUTPUTS))
+    classify = loss == "cross_entropy"
+    if classify:
+        counts = torch.bincount(y.reshape(-1), minlength=model.classes)
+        majority, minority = int(counts.argmax()), int(counts.argmin())
+    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()  # tokens: int
+    loss_sum = torch.zeros(runs, dtype=dtype, device=x.device)
+    correct = loss_sum.new_zeros(runs)
+    sums = loss_sum.new_zeros(runs, len(OUTPUTS))
     predictions = [[] for _ in slices]
     for part, kept in zip(slices, predictions, strict=True):
         sub = {k: p[part] for k, p in params.items()}
         r = part.stop - part.start
         for lo in range(0, len(x), chunk):
             xb, yb = x[None, lo : lo + chunk], y[None, lo : lo + chunk]
-            logits = model.forward(sub, xb).expand(r, -1, -1)
-            loss_sum[part] += run_losses(logits, yb, r) * xb.shape[1]
-            predicted = logits.argmax(-1)
-            correct[part] += (predicted == yb).sum(1)
-            sums[part] += output_sums(logits, majority, minority)
+            out = model.forward(sub, xb)
+            out = out.expand(r, *out.shape[1:])
+            loss_sum[part] += run_losses(out, yb, r, loss) * xb.shape[1]
+            if not classify:
+                continue
+            predicted = out.argmax(-1)
+            correct[part] += (predicted == yb).reshape(r, -1).sum(1)
+            sums[part] += output_sums(out.reshape(r, -1, out.shape[-1]), majority, minority)
             if keep_predictions:
                 kept.append(predicted)
-    n = len(x)
+    n, targets = len(x), y.numel()
     return Evaluation(
         loss=loss_sum / n,
-        accuracy=correct / n,
-        outputs=dict(zip(OUTPUTS, (sums / n).T, strict=True)),
+        accuracy=correct / targets if classify else None,
+        outputs=dict(zip(OUTPUTS, (sums / targets).T, strict=True)) if classify else {},
         predictions=torch.cat([torch.cat(k, 1) for k in predictions]) if keep_predictions else None,
     )
 
@@ -125,15 +154,40 @@ def eval_pieces(runs: int, points: int, width: int) -> tuple[list[slice], int]:
     return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)], chunk
 
 
-def build_stack(
-    specs: Sequence[RunSpec], device: torch.device
-) -> tuple[Environment, Model, Params]:
-    """The runs' task, their model, and their initial parameters stacked on the run axis
-    (each drawn from its own training seed), on ``device`` and ready for autograd."""
-    env = environment_for(specs[0])
-    model = build_model(specs[0].model, env).to(device)
-    inits = [model.init(torch.Generator().manual_seed(s.train.seed)) for s in specs]
-    return env, model, {k: v.to(device).requires_grad_() for k, v in stack_runs(inits).items()}
+@dataclass
+class Stack:
+    """R runs set up for training: their task, model, and parameters and buffers stacked on
+    the run axis (each run drawn from its own training seed), on one device."""
+
+    task: Task
+    model: Model
+    params: Params  # trained, ready for autograd
+    buffers: Params  # per-run state the forward updates itself (BatchNorm's running statistics)
+    dtype: torch.dtype
+
+    @property
+    def state(self) -> Params:
+        """What the model's forward takes: the parameters and the buffers, one dict."""
+        return {**self.params, **self.buffers} if self.buffers else self.params
+
+
+def build_stack(specs: Sequence[RunSpec], device: torch.device) -> Stack:
+    """The runs' task and model, their initial parameters and buffers stacked, on ``device``."""
+    task = task_for(specs[0])
+    model = build_model(specs[0].model, task).to(device)
+    dtype = getattr(torch, specs[0].train.dtype)
+    generators = [torch.Generator().manual_seed(s.train.seed) for s in specs]
+    params = stack_runs([model.init(g) for g in generators])
+    buffers = {}
+    if hasattr(model, "init_buffers"):
+        buffers = stack_runs([model.init_buffers(g) for g in generators])
+    return Stack(
+        task,
+        model,
+        {k: v.to(device, dtype).requires_grad_() for k, v in params.items()},
+        {k: v.to(device, dtype if v.is_floating_point() else None) for k, v in buffers.items()},
+        dtype,
+    )
 
 
 def run_slices(runs: int, batch: int, width: int) -> list[slice]:
@@ -142,11 +196,13 @@ def run_slices(runs: int, batch: int, width: int) -> list[slice]:
     return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)]
 
 
-def stack_losses(model: Model, params: Params, x: Tensor, y: Tensor) -> Tensor:
-    """Each run's mean cross-entropy (R,) for a stack of parameters: the function a step
-    differentiates, and what ``train.compile`` compiles."""
-    runs = next(iter(params.values())).shape[0]
-    return run_losses(model.forward(params, x), y, runs)
+def stack_losses(
+    model: Model, state: Params, x: Tensor, y: Tensor, loss: str = "cross_entropy"
+) -> Tensor:
+    """Each run's mean loss (R,) for a stack of parameters (and buffers): the function a
+    step differentiates, and what ``train.compile`` compiles."""
+    runs = next(iter(state.values())).shape[0]
+    return run_losses(model.forward(state, x), y, runs, loss)
 
 
 @functools.cache
@@ -159,8 +215,7 @@ def compiled_stack_losses() -> LossFunction:
 
 def loss_and_grads(
     losses_of: LossFunction,
-    model: Model,
-    params: Params,
+    stack: Stack,
     x: Tensor,
     y: Tensor,
     slices: Sequence[slice],
@@ -168,16 +223,19 @@ def loss_and_grads(
     """Each run's loss (R,) and the gradients of their sum, one slice of runs at a time.
 
     The runs are independent, so a slice's gradient is exactly its runs' part of the whole
-    stack's; with one slice this is a plain backward over the stack."""
+    stack's; with one slice this is a plain backward over the stack. A slice's buffers are
+    views of the stack's, so what the forward writes to them lands in the stack."""
+    params, buffers, loss_kind = stack.params, stack.buffers, stack.task.loss
     if len(slices) == 1:
-        loss = losses_of(model, params, x, y)
+        loss = losses_of(stack.model, stack.state, x, y, loss_kind)
         return loss, list(torch.autograd.grad(loss.sum(), list(params.values())))
     grads = [torch.empty_like(p) for p in params.values()]
     losses = []
     for part in slices:
         sub = {k: p.detach()[part].requires_grad_() for k, p in params.items()}
+        state = {**sub, **{k: b[part] for k, b in buffers.items()}}
         xs, ys = (x, y) if x.shape[0] == 1 else (x[part], y[part])
-        loss = losses_of(model, sub, xs, ys)
+        loss = losses_of(stack.model, state, xs, ys, loss_kind)
         for buf, g in zip(grads, torch.autograd.grad(loss.sum(), list(sub.values())), strict=True):
             buf[part] = g
         losses.append(loss.detach())
@@ -194,13 +252,14 @@ def train_group(
     spec = specs[0]
     runs, run_ids = len(specs), [s.run_id for s in specs]
     device = resolve_device(spec.train.device)
-    env, model, params = build_stack(specs, device)
+    stack = build_stack(specs, device)
+    task, model, params = stack.task, stack.model, stack.params
     seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
     optimizer = StackedOptimizer(
         [s.optimizer for s in specs], params, spec.train.steps, seeds, sizes
     )
-    batches = Batches(env, spec.train.data, sizes, seeds, device)
-    eval_x, eval_y = env.tensors("eval", device)
+    batches = Batches(task, spec.train.data, sizes, seeds, device, stack.dtype)
+    eval_x, eval_y = task_tensors(task, "eval", device, stack.dtype)
     steps, every = spec.train.steps, spec.train.eval_every
     recorder = Recorder(
         spec.probes,
@@ -209,19 +268,20 @@ def train_group(
         optimizer,
         every,
         scale_invariant=getattr(model, "scale_invariant", ()),
-        task=task_arrays(env, eval_x, eval_y),
+        task=task.arrays(),
+        scalars_of=getattr(model, "scalars", None),
     )
 
     def observe(step: int, final: bool = False) -> tuple[list, list]:
         """Eval loss and accuracy plus every probe's rows at ``step``."""
         keep = recorder.wants_predictions and recorder.arrays_due(step, final)
-        ev = evaluate(model, params, eval_x, eval_y, runs, keep_predictions=keep)
+        ev = evaluate(model, stack.state, eval_x, eval_y, runs, keep, task.loss)
         rows, arrays = recorder.record(step, params, ev, final)
-        return _eval_rows(run_ids, step, ev.loss, ev.accuracy, "eval") + rows, arrays
+        return _eval_rows(run_ids, step, ev, task, "eval") + rows, arrays
 
     store.start(run_ids, f"{device}, compiled" if spec.train.compile else str(device))
     started = time.perf_counter()
-    train_loss = torch.zeros(every, runs, device=device)
+    train_loss = torch.zeros(every, runs, device=device, dtype=stack.dtype)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
     rows, arrays = observe(0)
     store.log(rows, arrays)
@@ -232,9 +292,9 @@ def train_group(
         x, y = batches(t)
         recorded = (t + 1) % every == 0 or t + 1 == steps
         if not params:
-            loss = run_losses(model.forward(params, x), y, runs)
+            loss = run_losses(model.forward(params, x), y, runs, task.loss)
         else:
-            loss, grads = loss_and_grads(losses_of, model, params, x, y, slices)
+            loss, grads = loss_and_grads(losses_of, stack, x, y, slices)
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)
@@ -255,13 +315,14 @@ def train_group(
         eval_rows, arrays = observe(t + 1)
         store.log(rows + eval_rows, arrays)
     seconds = time.perf_counter() - started
-    test_x, test_y = env.tensors("test", device)
-    test = evaluate(model, params, test_x, test_y, runs)
+    test_x, test_y = task_tensors(task, "test", device, stack.dtype)
+    test = evaluate(model, stack.state, test_x, test_y, runs, loss=task.loss)
     eval_rows, arrays = observe(last_flush, final=True)
-    rows += eval_rows + _eval_rows(run_ids, last_flush, test.loss, test.accuracy, "test")
+    rows += eval_rows + _eval_rows(run_ids, last_flush, test, task, "test")
     diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()]
     store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows, arrays)
-    loss, acc = (v.tolist() for v in (test.loss, test.accuracy))
+    loss = test.loss.tolist()
+    acc = [None] * runs if test.accuracy is None else test.accuracy.tolist()
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
 
 
@@ -274,18 +335,6 @@ def first_divergence(losses: Tensor, first: int, diverged_at: Tensor) -> Tensor:
     return torch.where((diverged_at < 0) & bad.any(0), step, diverged_at)
 
 
-def task_arrays(env: Environment, eval_x: Tensor, eval_y: Tensor) -> dict[str, Tensor]:
-    """What pictures of predictions need from the task: eval points, labels and centers;
-    class labels as uint8 where they fit (up to 256 classes), else int32."""
-    labels = torch.uint8 if env.classes <= 256 else torch.int32
-    return {
-        "eval_points": eval_x,
-        "eval_labels": eval_y.to(labels),
-        "centers": torch.from_numpy(env.centers),
-        "center_labels": torch.from_numpy(env.center_labels).to(labels),
-    }
-
-
 def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:
     """Rows for the training loss of steps first+1 .. first+len(losses), one per run."""
     return [
@@ -295,11 +344,15 @@ def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:
     ]
 
 
-def _eval_rows(
-    run_ids: Sequence[str], step: int, loss: Tensor, accuracy: Tensor, split: str
-) -> list:
+def _eval_rows(run_ids: Sequence[str], step: int, ev: Evaluation, task: Task, split: str) -> list:
+    """Loss, accuracy (classification) and the task's own metrics, one row each per run."""
+    named = {"loss": ev.loss}
+    if ev.accuracy is not None:
+        named["accuracy"] = ev.accuracy
+    named.update(extra_metrics(task, ev.loss))
+    values = {name: v.tolist() for name, v in named.items()}
     return [
-        row
-        for run_id, lo, acc in zip(run_ids, loss.tolist(), accuracy.tolist(), strict=True)
-        for row in ((run_id, split, "loss", step, lo), (run_id, split, "accuracy", step, acc))
+        (run_id, split, name, step, per_run[i])
+        for i, run_id in enumerate(run_ids)
+        for name, per_run in values.items()
     ]

@@ -36,10 +36,11 @@ class Update:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One pass over the eval set: (R,) loss and accuracy, output statistics, predictions."""
+    """One pass over the eval set: (R,) loss and accuracy (None for a regression), output
+    statistics, predictions."""
 
     loss: Tensor
-    accuracy: Tensor
+    accuracy: Tensor | None
     outputs: dict[str, Tensor]  # name -> (R,)
     predictions: Tensor | None  # (R, N) predicted class of every eval point, when asked
 
@@ -54,6 +55,7 @@ class Observation:
     optimizer: StackedOptimizer | None = None
     scale_invariant: tuple[str, ...] = ()  # tensors the model declares scale-invariant
     task: dict[str, Tensor] = field(default_factory=dict)  # eval points, labels, centers
+    model_scalars: dict[str, Tensor] = field(default_factory=dict)  # the model's own, (R,) each
 
 
 @dataclass(frozen=True)

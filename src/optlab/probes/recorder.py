@@ -27,13 +27,16 @@ class Recorder:
         eval_every: int,
         scale_invariant: tuple[str, ...] = (),
         task: dict[str, Tensor] | None = None,
+        scalars_of=None,
     ) -> None:
+        """``scalars_of``: the model's own named scalars of its parameters, if it has any."""
         self.probes = [PROBES[name] for name in spec.record]
         needs = frozenset().union(*(p.needs for p in self.probes))
         self.run_ids = list(run_ids)
         self.optimizer = optimizer
         self.eval_every, self.array_every = eval_every, spec.array_every
         self.scale_invariant, self.task = scale_invariant, task or {}
+        self.scalars_of = scalars_of
         self.init = {k: p.detach().clone() for k, p in params.items()} if "init" in needs else None
         self.wants_update = "update" in needs
         self.wants_predictions = "predictions" in needs
@@ -65,6 +68,7 @@ class Recorder:
             optimizer=self.optimizer,
             scale_invariant=self.scale_invariant,
             task=self.task,
+            model_scalars=self.scalars_of(params) if self.scalars_of else {},
         )
         keys, values, arrays = [], [], []
         for probe in self.probes:

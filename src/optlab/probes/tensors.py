@@ -39,8 +39,9 @@ def params(obs: Observation) -> dict[str, Tensor]:
 
 def scalars(obs: Observation) -> dict[str, Tensor]:
     """The model's small named quantities (offset, scale, the plus-minus pair, final.norm):
-    ``<tensor>`` for a scalar, ``<tensor>/<i>`` for entry i of a tensor of ≤ 4 entries."""
-    out = {}
+    ``<tensor>`` for a scalar, ``<tensor>/<i>`` for entry i of a tensor of ≤ 4 entries, and
+    the scalars a model defines of its parameters (the essay toy's memorizers and generalizer)."""
+    out = dict(obs.model_scalars)
     for name, t in obs.params.items():
         flat = flat_runs(t)
         if t.dim() == 1:

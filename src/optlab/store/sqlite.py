@@ -217,11 +217,12 @@ class Store:
         )
 
     def final_metrics(self) -> dict[str, dict[str, float]]:
-        """Each run's eval and test metrics at their last recorded step: {run_id: {test_loss: …}}."""
+        """Each run's eval and test metrics and its scalars at their last recorded step:
+        {run_id: {test_loss: …, scalars_generalizer: …}}."""
         rows = self.db.execute(
             "SELECT m.run_id, m.split || '_' || m.name, m.value FROM metrics m JOIN ("
             "  SELECT run_id, split, name, MAX(step) AS step FROM metrics"
-            "  WHERE split IN ('eval', 'test') GROUP BY run_id, split, name) last "
+            "  WHERE split IN ('eval', 'test', 'scalars') GROUP BY run_id, split, name) last "
             "USING (run_id, split, name, step)"
         ).fetchall()
         out: dict[str, dict[str, float]] = {}

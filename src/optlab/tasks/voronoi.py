@@ -1,4 +1,4 @@
-"""The Voronoi classification environment of the original study (seed files 000, 002).
+"""The Voronoi classification environment of Yu (2022) and its code, bri25yu/AdamWAnalysis.
 
 Two labelling rules share one set of random draws:
 
@@ -40,6 +40,13 @@ class Environment:
     points: dict[str, np.ndarray]  # split -> (n, D) float32
     labels: dict[str, np.ndarray]  # split -> (n,) int64
     classes: int
+    name = "voronoi"
+    loss = "cross_entropy"
+    streams = True  # stream mode draws n_train = Σ B_t points: a fresh batch every step
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
 
     @property
     def k(self) -> int:
@@ -56,6 +63,18 @@ class Environment:
         x = torch.from_numpy(self.points[split]).to(device)
         y = torch.from_numpy(self.labels[split]).to(device)
         return x, y
+
+    def arrays(self) -> dict[str, torch.Tensor]:
+        """What pictures of predictions need: eval points, labels and the centers with their
+        labels; labels as uint8 where they fit (up to 256 classes), else int32."""
+        labels = torch.uint8 if self.classes <= 256 else torch.int32
+        x, y = self.tensors("eval")
+        return {
+            "eval_points": x,
+            "eval_labels": y.to(labels),
+            "centers": torch.from_numpy(self.centers),
+            "center_labels": torch.from_numpy(self.center_labels).to(labels),
+        }
 
     def summary(self) -> dict:
         """k, the centers, and per split its size, class counts and majority-class accuracy."""

@@ -1,0 +1,148 @@
+"""Any ``torch.nn.Module`` as a stacked model (DESIGN principle 3), by ``torch.func``.
+
+A spec names a factory: a built-in one (``MODULES``) or ``package.module:function`` in
+the user's own code, with its arguments in ``model.kwargs``. A factory may also take
+``input_shape`` (one example's shape) and ``classes`` (the task's outputs per target):
+optlab passes them when its signature names them.
+
+Each run is built from its own training seed (the factory runs under a fresh global
+generator seeded with it, so the module's own init draws what it would in a plain
+script), and R runs are stacked on a leading axis as in the ``torch.func`` ensembling
+recipe: ``stack_module_state``, then ``vmap`` of ``functional_call``. ``nn.Sequential``
+models of common layers take a hand-stacked path instead (``optlab.models.stacked``),
+the same numbers without vmap's cost per op. Buffers (BatchNorm's running statistics)
+are per run. The module runs in training mode while autograd records (a training step)
+and in eval mode otherwise (``evaluate`` runs without autograd).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from functools import cache
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from optlab.models.base import Params
+from optlab.models.stacked import stacked_sequential
+
+# built-in nn.Module factories, by name (imported when first used)
+MODULES: dict[str, str] = {
+    "mlp": "optlab.models.nets:mlp",
+    "cnn": "optlab.models.nets:cnn",
+    "char_transformer": "optlab.models.transformer:char_transformer",
+}
+TASK_ARGUMENTS = ("input_shape", "classes")  # what optlab passes when a factory names them
+
+
+class FactoryError(ValueError):
+    """A factory that cannot be found, called or built: one line for the user."""
+
+
+def is_factory_path(name: str) -> bool:
+    module, sep, function = name.partition(":")
+    return bool(sep and module and function)
+
+
+@cache
+def resolve_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory a built-in name or ``package.module:function`` names."""
+    path = MODULES.get(name, name)
+    module, _, function = path.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), function)
+    except ImportError as err:
+        raise FactoryError(f"model.name: cannot import {module!r} ({err})") from None
+    except AttributeError:
+        raise FactoryError(f"model.name: {module!r} has no {function!r}") from None
+    if not callable(factory):
+        raise FactoryError(f"model.name: {path!r} is not callable")
+    return factory
+
+
+def check_factory_arguments(name: str, kwargs: dict) -> None:
+    """``model.kwargs`` must bind to the factory's signature (optlab passes the task's sizes)."""
+    factory = resolve_factory(name)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: its call will tell
+    if given := sorted(set(kwargs) & set(TASK_ARGUMENTS)):
+        raise FactoryError(f"model.kwargs.{given[0]}: set by optlab from the task")
+    try:
+        signature.bind_partial(**kwargs)
+    except TypeError as err:
+        allowed = [p for p in signature.parameters if p not in TASK_ARGUMENTS]
+        raise FactoryError(f"model.kwargs: {err}; {name} takes {', '.join(allowed)}") from None
+
+
+def build_module(name: str, kwargs: dict, input_shape: tuple[int, ...], classes: int) -> nn.Module:
+    """Call the factory with ``kwargs`` and the task's sizes it names."""
+    factory = resolve_factory(name)
+    try:
+        wanted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        wanted = {}
+    given = {"input_shape": tuple(input_shape), "classes": classes}
+    try:
+        module = factory(**kwargs, **{k: v for k, v in given.items() if k in wanted})
+    except Exception as err:  # a user's factory may raise anything: one line, not a traceback
+        raise FactoryError(f"model: {name} failed to build: {type(err).__name__}: {err}") from None
+    if not isinstance(module, nn.Module):
+        raise FactoryError(f"model: {name} returned {type(module).__name__}, not an nn.Module")
+    return module
+
+
+class ModuleModel:
+    """R stacked runs of one ``nn.Module``: the ``optlab.models.base.Model`` protocol."""
+
+    def __init__(self, name: str, kwargs: dict, input_shape: tuple[int, ...], classes: int) -> None:
+        self.name, self.kwargs = name, dict(kwargs)
+        self.input_shape, self.classes = tuple(input_shape), classes
+        self.base = self._build(0)
+        self.buffer_names = tuple(n for n, _ in self.base.named_buffers())
+        self.fast = stacked_sequential(self.base)
+        self.width = max(
+            [m.out_features for m in self.base.modules() if isinstance(m, nn.Linear)] or [1]
+        )
+
+    def _build(self, seed: int) -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_module(self.name, self.kwargs, self.input_shape, self.classes)
+
+    def init(self, generator: torch.Generator) -> Params:
+        """One run's parameters, as the factory draws them under the run's training seed."""
+        module = self._build(generator.initial_seed())
+        return {k: p.detach() for k, p in module.named_parameters()}
+
+    def init_buffers(self, generator: torch.Generator) -> Params:
+        """One run's buffers (BatchNorm running statistics), built like ``init``."""
+        module = self._build(generator.initial_seed())
+        return {k: b.detach().clone() for k, b in module.named_buffers()}
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        """Outputs (R, B, ...) for stacked parameters and buffers (one dict, each (R, ...))
+        and inputs x (R or 1, B, ...): training mode while autograd records, else eval."""
+        training = torch.is_grad_enabled()
+        if self.fast is not None:
+            return self.fast(params, x, training)
+        self.base.train(training)
+        runs = next(iter(params.values())).shape[0]
+        if runs == 1:  # one run: the module itself, without vmap's cost per op
+            one = {k: v[0] for k, v in params.items()}
+            return functional_call(self.base, one, (x[0],))[None]
+        shared = x.shape[0] == 1
+        call = vmap(
+            lambda state, xs: functional_call(self.base, state, (xs,)),
+            in_dims=(0, None if shared else 0),
+            randomness="different",
+        )
+        return call(params, x[0] if shared else x)
+
+    def to(self, device: torch.device) -> ModuleModel:
+        self.base.to(device)
+        return self

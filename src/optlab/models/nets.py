@@ -1,0 +1,110 @@
+"""Plain ``nn.Module`` networks for image-like tasks: an MLP and a small CNN.
+
+Each factory takes one example's ``input_shape`` and the number of ``classes`` and
+returns an ``nn.Sequential`` of common layers, so that ``optlab.models.stacked`` can
+train R copies as one computation.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+}
+NORMALIZATIONS: dict[str, type[nn.Module] | None] = {
+    "none": None,
+    "batchnorm": nn.BatchNorm1d,
+    "layernorm": nn.LayerNorm,
+}
+NORMALIZERS = (nn.BatchNorm1d, nn.LayerNorm)  # layers that divide out their input's scale
+
+
+def _choice(argument: str, value: str, allowed: dict) -> None:
+    if value not in allowed:
+        raise ValueError(f"{argument}: {value!r} is not allowed; valid: {', '.join(allowed)}")
+
+
+def mlp(
+    input_shape: tuple[int, ...],
+    classes: int,
+    depth: int = 2,
+    width: int = 128,
+    activation: str = "relu",
+    normalization: str = "none",
+) -> nn.Sequential:
+    """``depth`` hidden layers Linear → normalization → activation, then a Linear head
+    (after a Flatten when one example has more than one axis).
+
+    A Linear that feeds a normalizer has no bias (BatchNorm would subtract it; the
+    normalizer brings its own), so that its weight is scale-invariant (``scale_invariant``).
+    """
+    _choice("activation", activation, ACTIVATIONS)
+    _choice("normalization", normalization, NORMALIZATIONS)
+    if depth < 0:
+        raise ValueError(f"depth: {depth} is negative; need 0 or more hidden layers")
+    if width < 1:
+        raise ValueError(f"width: {width} is not allowed; need 1 or more units")
+    norm = NORMALIZATIONS[normalization]
+    layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
+    fan_in = math.prod(input_shape)
+    for _ in range(depth):
+        layers.append(nn.Linear(fan_in, width, bias=norm is None))
+        if norm is not None:
+            layers.append(norm(width))
+        layers.append(ACTIVATIONS[activation]())
+        fan_in = width
+    layers.append(nn.Linear(fan_in, classes))
+    return nn.Sequential(*layers)
+
+
+def cnn(
+    input_shape: tuple[int, ...], classes: int, channels: int = 16, width: int = 64
+) -> nn.Sequential:
+    """Two conv–ReLU–maxpool stages (c, then 2c channels, 3×3 kernels keeping the size, 2×2
+    pools), then a hidden Linear of ``width`` and a head, for flattened square images:
+    (n·n,) → (1, n, n), so 8×8 digits end as 2c maps of 2×2."""
+    side = math.isqrt(math.prod(input_shape))
+    if len(input_shape) != 1 or side * side != input_shape[0] or side % 4:
+        raise ValueError(
+            f"input_shape: {tuple(input_shape)} is not a flattened square image; "
+            "need (n·n,) with n a multiple of 4"
+        )
+    c, pooled = channels, side // 4
+    return nn.Sequential(
+        nn.Unflatten(1, (1, side, side)),
+        nn.Conv2d(1, c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c, 2 * c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * c * pooled * pooled, width),
+        nn.ReLU(),
+        nn.Linear(width, classes),
+    )
+
+
+def scale_invariant(module: nn.Module) -> tuple[str, ...]:
+    """Names (as in ``named_parameters()``) of the bias-free Linear weights that feed a
+    normalizer directly inside a Sequential: norm(c·W x) = norm(W x) for every c > 0, so
+    the loss does not change when W is scaled (up to the normalizer's eps)."""
+    names = []
+    for prefix, seq in module.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for (name, layer), (_, after) in pairwise(seq.named_children()):
+            if (
+                isinstance(layer, nn.Linear)
+                and layer.bias is None
+                and isinstance(after, NORMALIZERS)
+            ):
+                names.append(f"{prefix}.{name}.weight" if prefix else f"{name}.weight")
+    return tuple(names)

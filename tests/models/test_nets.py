@@ -1,0 +1,139 @@
+"""The MLP and CNN factories: shapes, bias-free Linears before normalizers, scale
+invariance, and stacking by the torch.func recipe."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from optlab.models.nets import cnn, mlp, scale_invariant
+
+DIGITS = (64,)  # one flattened 8×8 image
+
+
+def _double(module: nn.Module) -> nn.Module:
+    return module.to(torch.float64)
+
+
+@pytest.mark.parametrize("normalization", ["none", "batchnorm", "layernorm"])
+def test_mlp_shapes_and_biases(normalization):
+    """depth 3 → 3 hidden Linears then a head; a Linear feeding a normalizer has no bias."""
+    net = mlp(DIGITS, 10, depth=3, width=32, activation="gelu", normalization=normalization)
+    assert net(torch.rand(5, 64)).shape == (5, 10)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (64, 32),
+        (32, 32),
+        (32, 32),
+        (32, 10),
+    ]
+    normalized = normalization != "none"
+    assert [m.bias is None for m in linears] == [normalized] * 3 + [False]
+    assert len(scale_invariant(net)) == (3 if normalized else 0)
+
+
+def test_mlp_depth_zero_is_a_linear_head():
+    net = mlp(DIGITS, 10, depth=0)
+    assert len(net) == 1 and net[0].in_features == 64 and net[0].out_features == 10
+
+
+def test_mlp_flattens_an_image_shaped_input():
+    net = mlp((1, 8, 8), 10, width=16)
+    assert isinstance(net[0], nn.Flatten) and net(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+
+
+@pytest.mark.parametrize("kwargs,named", [({"depth": -1}, "depth: -1"), ({"width": 0}, "width: 0")])
+def test_bad_sizes_name_the_argument(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        mlp(DIGITS, 10, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        ({"activation": "softplus"}, "activation: 'softplus'"),
+        ({"normalization": "rms"}, "normalization: 'rms'"),
+    ],
+)
+def test_unknown_choice_names_argument_and_allowed(kwargs, named):
+    with pytest.raises(ValueError, match=named) as err:
+        mlp(DIGITS, 10, **kwargs)
+    assert "valid:" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cnn_shapes():
+    """8×8 → two 2×2 pools → 2c maps of 2×2 = 8c features into the hidden Linear."""
+    net = cnn(DIGITS, 10, channels=4, width=24)
+    assert net(torch.rand(5, 64)).shape == (5, 10)
+    hidden = [m for m in net if isinstance(m, nn.Linear)][0]
+    assert hidden.in_features == 2 * 4 * 2 * 2 and hidden.out_features == 24
+
+
+def test_cnn_rejects_a_non_square_input():
+    with pytest.raises(ValueError, match="input_shape"):
+        cnn((60,), 10)
+
+
+@pytest.mark.parametrize("normalization", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_scale_invariant_weights_are(normalization, activation):
+    """Scaling every declared weight by 3 leaves the outputs unchanged in float64, training
+    and eval mode. Normalizer eps is set to 1e-300, far below an ulp of any variance here, so
+    that invariance holds to rounding, not merely within eps / var. BatchNorm's eval mode uses running statistics, which scale with the
+    weight once re-estimated: with momentum None one training pass sets them to that
+    batch's own, on the same x."""
+    torch.manual_seed(0)
+    net = _double(
+        mlp(DIGITS, 10, depth=2, width=16, activation=activation, normalization=normalization)
+    )
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm1d | nn.LayerNorm):
+            m.eps = 1e-300  # batch_norm refuses 0 in training
+        if isinstance(m, nn.BatchNorm1d):
+            m.momentum = None
+    scaled = copy.deepcopy(net)
+    names = scale_invariant(net)
+    assert names == ("0.weight", "3.weight")
+    with torch.no_grad():
+        for name in names:
+            scaled.get_parameter(name).mul_(3.0)
+    x = torch.rand(32, 64, dtype=torch.float64)
+    for mode in (True, False):
+        net.train(mode), scaled.train(mode)
+        torch.testing.assert_close(scaled(x), net(x), rtol=1e-12, atol=1e-12)
+
+
+def test_scale_invariant_skips_linears_with_bias_or_not_before_a_normalizer():
+    net = nn.Sequential(
+        nn.Linear(4, 4),
+        nn.LayerNorm(4),
+        nn.Linear(4, 4, bias=False),
+        nn.ReLU(),
+        nn.Sequential(nn.Linear(4, 4, bias=False), nn.BatchNorm1d(4)),
+    )
+    assert scale_invariant(net) == ("4.0.weight",)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: mlp(DIGITS, 10, width=16, normalization="batchnorm"),
+        lambda: mlp(DIGITS, 10, width=16, activation="silu", normalization="layernorm"),
+        lambda: cnn(DIGITS, 10, channels=4, width=16),
+    ],
+)
+def test_vmap_of_functional_call_equals_each_copy(make):
+    """Two copies stacked by the torch.func ensembling recipe give each copy's own outputs
+    (eval mode, so BatchNorm reads its running statistics and vmap writes nothing)."""
+    copies = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        copies.append(_double(make()).eval())
+    params, buffers = stack_module_state(copies)
+    x = torch.rand(2, 8, 64, dtype=torch.float64)
+    call = vmap(lambda p, b, xs: functional_call(copies[0], (p, b), (xs,)), in_dims=(0, 0, 0))
+    out = call(params, buffers, x)
+    for r, net in enumerate(copies):
+        torch.testing.assert_close(out[r], net(x[r]), rtol=0, atol=1e-12)
