@@ -549,6 +549,26 @@ def bench(
             f"{compiled}; one eval of {result['eval_points']:,} points costs "
             f"{r['eval_ms_per_run_r1']:.1f} ms per run at R=1, {r['eval_ms_per_run_r32']:.1f} at R=32"
         )
+    modules = Table(
+        "nn.Module case", "optlab R=1", "plain loop", "vs plain", "R=8", "R=8 vs plain", "% of peak"
+    )
+    for name in ("digits", "charlm"):
+        r = result[name]
+        peak = (
+            f"{r['pct_of_peak']:.1f} (plain {r['plain_loop_pct_of_peak']:.1f})"
+            if "pct_of_peak" in r
+            else "-"
+        )
+        modules.add_row(
+            name,
+            f"{r['r1_run_steps_per_s']:,.1f} steps/s",
+            f"{r['plain_loop_steps_per_s']:,.1f}",
+            f"{r['vs_plain_loop']:.2f}×",
+            f"{r['r8_run_steps_per_s']:,.1f} run·steps/s",
+            f"{r['stacked_vs_plain_loop']:.2f}×",
+            peak,
+        )
+    console.print(modules)
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 
 

@@ -1,4 +1,5 @@
-"""One tiny two-case, two-seed experiment with every array probe, trained once per session."""
+"""One tiny two-case, two-seed experiment with every array probe, trained once per session;
+the catalog's other workloads, tiny, trained on first use."""
 
 import pytest
 
@@ -29,3 +30,39 @@ def mini_store(tmp_path_factory):
     run_planned(planned, store)
     store.close()
     return path
+
+
+# the catalog's other workloads, each trained tiny with one seed; charlm records no params,
+# whose weight bands of a transformer's tensors would take most of a minute to draw
+WORKLOADS = {
+    "mg_toy": {"train.steps": 60, "train.eval_every": 20},
+    "charlm": {
+        "task.block_size": 16,
+        "model.kwargs": {"n_layer": 1, "n_head": 2, "n_embd": 16},
+        "train.steps": 4,
+        "train.eval_every": 2,
+        "task.eval_chars": 2048,
+        "task.test_chars": 2048,
+        "probes.record": ["outputs"],
+    },
+    "digits": {"train.steps": 20, "train.eval_every": 10},
+}
+
+
+@pytest.fixture(scope="session")
+def workload_store(tmp_path_factory):
+    """``workload_store(name)``: the path of a store of one ``WORKLOADS`` experiment, trained
+    on first use and kept for the session."""
+    built = {}
+
+    def build(name: str):
+        if name not in built:
+            path = tmp_path_factory.mktemp(name) / f"{name}.db"
+            spec = load_experiment(name)
+            store = Store(path)
+            run_planned(expand(spec, WORKLOADS[name], seeds=[0]), store, experiments=[spec])
+            store.close()
+            built[name] = path
+        return built[name]
+
+    return build

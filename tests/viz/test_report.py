@@ -95,3 +95,65 @@ def test_report_shows_the_verdicts_on_the_claims_its_experiments_bear_on(tmp_pat
     assert f"Holm-corrected over {tests} tests" in page
     assert page.count("<b>holds</b>") == sum(v.verdict == "holds" for v in verdicts) == 9
     assert "With L1 decay" not in page  # the optimization experiment is not in this store
+
+
+def _page(store_path, tmp_path) -> str:
+    """The report's text without its figures' data."""
+    page = write_report(store_path, tmp_path / "r.html").read_text()
+    return re.sub(r'src="data:[^"]+"', 'src=""', page)
+
+
+def _finals(page: str) -> tuple[list[str], list[list[str]]]:
+    """The final-metrics table: its header and its rows of cells."""
+    table = re.search(r"<h3>Final metrics</h3>.*?</table>", page).group(0)
+    rows = re.findall(r"<tr>(.*?)</tr>", table)
+    return re.findall(r"<th>(.*?)</th>", rows[0]), [
+        re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows[1:]
+    ]
+
+
+def test_report_of_a_regression_shows_loss_and_the_solutions_not_accuracy(workload_store, tmp_path):
+    page = _page(workload_store("mg_toy"), tmp_path)
+    head, rows = _finals(page)
+    assert head[-4:] == ["test_loss", "eval_loss", "scalars_memorizer_mean", "scalars_generalizer"]
+    assert not any("accuracy" in h for h in head)
+    assert len(rows) == 6  # the six optimizer cases, one seed each
+    for cells in rows:  # every metric cell a number: nothing missing, no NaN
+        assert all(re.fullmatch(r"-?\d+\.\d{4}", c) for c in cells[-4:]), cells
+    sgd = next(cells for cells in rows if cells[0] == "sgd")
+    # full-batch gradient descent from w = 0 stays in the data's row space: the min-norm fit
+    assert sgd[-2:] == [f"{1 / 101:.4f}", f"{100 / 101:.4f}"]
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert captions[0].startswith("mg_toy: eval loss per condition")  # one panel, no accuracy
+    assert "memorizers&#x27; mean and the generalizer" in captions[1]
+    assert len(captions) == 3  # eval loss, the solutions, weight bands: no Voronoi pictures
+
+
+def test_report_of_a_language_model_is_in_bits_per_character(workload_store, tmp_path):
+    page = _page(workload_store("charlm"), tmp_path)
+    head, rows = _finals(page)
+    assert head[-5:] == [
+        "test_bits_per_char",
+        "test_accuracy",
+        "test_loss",
+        "eval_accuracy",
+        "eval_loss",
+    ]
+    for cells in rows:  # bits per character is the loss in nats over ln 2
+        bits, loss = float(cells[-5]), float(cells[-3])
+        assert math.isclose(bits, loss / math.log(2), abs_tol=2e-4)
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    assert captions and all("eval bits per character and accuracy" in c for c in captions)
+    assert "Voronoi" not in page and "Decision map" not in page
+
+
+def test_report_of_digits_has_curves_and_bands_but_no_voronoi_pictures(workload_store, tmp_path):
+    page = _page(workload_store("digits"), tmp_path)
+    head, rows = _finals(page)
+    assert head[-4:] == ["test_accuracy", "test_loss", "eval_accuracy", "eval_loss"]
+    assert len(rows) == 6 * 3  # six cases × three normalizations
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
+    # three groups of cases (decay type; SGD with momentum; Adam), curves and bands for each
+    assert sum("eval loss and accuracy" in c for c in captions) == 3
+    assert sum("weight bands" in c for c in captions) == 3
+    assert len(captions) == 6 and "Voronoi" not in page

@@ -8,7 +8,9 @@
    cost of one 10k-point eval per run at R = 1 and R = 32, the price of the ladder's cadence;
 5. each case's peak resident memory (optlab's runs, the plain loop apart) and the store's
    bytes per run;
-6. beside each, the plain loop of ``optlab.bench.plain``.
+6. beside each, the plain loop of ``optlab.bench.plain``;
+7. the nn.Module workloads ``digits`` and ``charlm`` (``optlab.bench.modules``): one run and
+   a stack of 8 against the module's plain loop; charlm's share of the matmul peak.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from optlab.bench import plain
+from optlab.bench import modules, plain
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.train import build_stack, evaluate, task_for, train_group
@@ -155,6 +157,7 @@ class Plan:
 
     final_steps: int
     ladder_steps: dict[str, int]  # trained with evals at the ends only, on ``ladder_eval`` points
+    module_steps: dict[str, int]  # digits and charlm, evaluated at the ends only
     stacks: tuple[int, ...]  # must hold 1 and 32, the ratios' two ends
     n_eval: int = 10_000
     ladder_eval: int = 256
@@ -162,8 +165,15 @@ class Plan:
     compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
 
 
-FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, (1, 8, 32))
-QUICK = Plan(100, {"centers": 200, "plus_minus": 400}, (1, 32), repeats=1, compiled=False)
+FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 400, "charlm": 8}, (1, 8, 32))
+QUICK = Plan(
+    100,
+    {"centers": 200, "plus_minus": 400},
+    {"digits": 100, "charlm": 3},
+    (1, 32),
+    repeats=1,
+    compiled=False,
+)
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 LADDER_CASES = tuple(LADDER_LR)
 
@@ -285,11 +295,23 @@ def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
         optlab_rate(_spec("plus_minus", 2, 32, 1e-3, 100, None), 1, store)  # one-time set-up
         final = final_case(peak, store, plan)
         ladder = {name: ladder_case(name, store, plan) for name in plan.ladder_steps}
+        digits = modules.module_case(
+            modules.catalog_spec("digits", plan.module_steps["digits"]),
+            store,
+            optlab_rate,
+            plan.repeats,
+        )
+        charlm_spec = modules.catalog_spec("charlm", plan.module_steps["charlm"])
+        flops = modules.charlm_flops(charlm_spec)
+        charlm = modules.module_case(charlm_spec, store, optlab_rate, plan.repeats)
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)
     out["matmul_peak_gflops"] = best = max(peak, matmul_peak_gflops())
     final["pct_of_peak"] *= peak / best
-    out.update(final=final, **ladder)
+    charlm["gflop_per_step"] = flops / 1e9
+    charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
+    charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
+    out.update(final=final, **ladder, digits=digits, charlm=charlm)
     out["seconds"] = time.perf_counter() - started
     return out

@@ -1,6 +1,7 @@
-"""Eval loss and accuracy per condition (reference-figures/weight_decay_stats.png): one colour
-per condition, the mean over seeds as a line and the range between the lowest and the
-highest seed shaded where there are several seeds."""
+"""Eval curves per condition (reference-figures/weight_decay_stats.png): one colour per
+condition, the mean over seeds as a line and the range between the lowest and the highest
+seed shaded where there are several seeds. A panel per eval metric the runs recorded: the
+loss (in bits per character where the task reports it) and the accuracy where there is one."""
 
 from __future__ import annotations
 
@@ -9,13 +10,24 @@ from pathlib import Path
 from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
 
+LABELS = {"bits_per_char": "bits per character"}
+
+
+def eval_panels(record: ExperimentRecord) -> list[str]:
+    """The eval metrics to draw: ``bits_per_char`` instead of ``loss`` where recorded, then
+    ``accuracy`` where recorded; empty without evals."""
+    names = set(record.metrics.loc[record.metrics["split"] == "eval", "name"])
+    loss = "bits_per_char" if "bits_per_char" in names else "loss"
+    return [n for n in (loss, "accuracy") if n in names]
+
 
 def plot_eval_curves(record: ExperimentRecord, path: str | Path) -> Path | None:
-    """Two panels, eval loss and eval accuracy against the training step; None without evals."""
-    if not ((record.metrics["split"] == "eval").any()):
+    """A panel per ``eval_panels`` metric against the training step; None without evals."""
+    panels = eval_panels(record)
+    if not panels:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(16, 6))
-    for ax, name in zip(axes, ("loss", "accuracy"), strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 6), squeeze=False)
+    for ax, name in zip(axes.flat, panels, strict=True):
         wide = record.curves("eval", name)
         for i, condition in enumerate(record.conditions):
             if condition not in wide.columns.get_level_values("condition"):
@@ -35,7 +47,7 @@ def plot_eval_curves(record: ExperimentRecord, path: str | Path) -> Path | None:
                     lw=0,
                 )
         ax.set_xlabel("Training step")
-        ax.set_ylabel(f"Eval {name}")
+        ax.set_ylabel(f"Eval {LABELS.get(name, name)}")
         ax.legend(fontsize=8)
     fig.suptitle(record.name)
     fig.tight_layout()

@@ -18,7 +18,7 @@ import pandas as pd
 from optlab.analysis.stats import summarize
 from optlab.store import Store
 from optlab.viz.animation import animate_centers, animate_decision_map
-from optlab.viz.curves import plot_eval_curves
+from optlab.viz.curves import LABELS, eval_panels, plot_eval_curves
 from optlab.viz.data import (
     SEED,
     ExperimentRecord,
@@ -27,10 +27,20 @@ from optlab.viz.data import (
     experiments,
     load_experiment_record,
 )
+from optlab.viz.mg_toy import plot_memorize_generalize
 from optlab.viz.task import plot_points
 from optlab.viz.weights import PROBE_SPLITS, plot_per_tensor, plot_weight_bands, quantities
 
-FINALS = ("test_accuracy", "test_loss", "eval_accuracy", "eval_loss")
+# final metrics, each a column where some run of the experiment has it
+FINALS = (
+    "test_bits_per_char",
+    "test_accuracy",
+    "test_loss",
+    "eval_accuracy",
+    "eval_loss",
+    "scalars_memorizer_mean",
+    "scalars_generalizer",
+)
 MIME = {".png": "image/png", ".gif": "image/gif"}
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; padding: 0 1rem; max-width: 1400px;
@@ -124,9 +134,13 @@ def _shared_config(runs: pd.DataFrame) -> str:
 
 def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
     """One row per condition: its varying settings, seeds, statuses, and each final metric as
-    its mean over seeds with the 95% interval [lo, hi] (the value alone for one seed)."""
+    its mean over seeds with the 95% interval [lo, hi] (the value alone for one seed), for
+    the ``FINALS`` its runs recorded (no accuracy for a regression, bits per character for a
+    language model)."""
     varying = [c for c in rec.varying if c != "model.name"]
-    head = ["condition", *varying, "seeds", "status", *FINALS]
+    recorded = {k for i in rec.runs["id"] for k in finals.get(i, {})}
+    metrics = [m for m in FINALS if m in recorded]
+    head = ["condition", *varying, "seeds", "status", *metrics]
     rows = []
     tuned = len(rec.shown) < rec.runs["condition"].nunique()
     for condition, group in rec.runs.groupby("condition", sort=False):
@@ -135,10 +149,10 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
         mark = " ★" if tuned and condition in rec.shown else ""
         cells = [_e(condition) + mark, *(_e(_text(first[c])) for c in varying)]
         cells += [_e(", ".join(str(int(s)) for s in group[SEED])), _e(status)]
-        for metric in FINALS:
+        for metric in metrics:
             values = [finals.get(i, {}).get(metric) for i in group["id"]]
             cells.append(_number([v for v in values if v is not None and not math.isnan(v)]))
-        first_number = len(cells) - len(FINALS)
+        first_number = len(cells) - len(metrics)
         rows.append(
             "<tr>"
             + "".join(
@@ -198,8 +212,18 @@ def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
         out.append(
             _figure(
                 curves,
-                f"{rec.name}: eval loss and accuracy per condition, mean over seeds, "
-                "shaded from the lowest to the highest seed.",
+                f"{rec.name}: eval {' and '.join(LABELS.get(n, n) for n in eval_panels(rec))} "
+                "per condition, mean over seeds, shaded from the lowest to the highest seed.",
+            )
+        )
+    solutions = plot_memorize_generalize(rec, folder / "mg.png")
+    if solutions:
+        out.append(
+            _figure(
+                solutions,
+                f"{rec.name}: the memorizers' mean and the generalizer weight per condition "
+                "(log steps), mean over seeds, shaded from the lowest to the highest seed; "
+                "dashed: the minimum-L2-norm solution 1/(n+1), n/(n+1); dotted: the L∞ one, ½.",
             )
         )
     bands = plot_weight_bands(rec, folder / "weights.png")

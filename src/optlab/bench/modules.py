@@ -1,0 +1,79 @@
+"""``optlab bench`` rows for nn.Module workloads: ``digits`` (an MLP at batch 128) and
+``charlm`` (the catalog's transformer), each against the loop a user would write: the
+module, ``torch.optim.AdamW(fused=True)``, a fresh permutation of the training set per
+epoch, nothing else. optlab trains one run and a stack of 8 with evals at the ends only,
+as the plain loop evaluates nothing."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+
+from optlab.config import RunSpec, expand, load_experiment
+from optlab.engine.train import task_for
+from optlab.models.module import build_module
+from optlab.models.transformer import flops_per_step
+from optlab.store import Store
+
+STACK = 8
+
+
+def catalog_spec(experiment: str, steps: int, **overrides) -> RunSpec:
+    """The first case of a catalog experiment (its paper profile) for ``steps`` steps,
+    evaluated at the ends only, on CPU."""
+    spec = load_experiment(experiment)
+    tree = {"train.steps": steps, "train.eval_every": steps, "train.device": "cpu", **overrides}
+    return expand(spec, tree, seeds=[0])[0].spec
+
+
+def plain_module_rate(spec: RunSpec) -> float:
+    """Steps per second of the plain loop for ``spec``'s task, module and AdamW numbers."""
+    task = task_for(spec)
+    x, y = task.tensors("train")
+    torch.manual_seed(spec.train.seed)
+    net = build_module(spec.model.name, spec.model.kwargs, task.input_shape, task.classes)
+    o = spec.optimizer
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=True
+    )
+    batch, n = spec.train.batch_size, len(x)
+    order, pos = torch.randperm(n), 0
+    start = time.perf_counter()
+    for _ in range(spec.train.steps):
+        if pos + batch > n:
+            order, pos = torch.randperm(n), 0
+        idx = order[pos : pos + batch]
+        pos += batch
+        out = net(x[idx])
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y[idx].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return spec.train.steps / (time.perf_counter() - start)
+
+
+def module_case(spec: RunSpec, store: Store, optlab_rate, repeats: int) -> dict:
+    """One run against the plain loop (best of ``repeats`` alternations each), then a stack
+    of ``STACK`` runs (best of ``repeats``)."""
+    task_for(spec)  # data built once, outside every timing
+    pairs = [(optlab_rate(spec, 1, store)[0], plain_module_rate(spec)) for _ in range(repeats)]
+    one, plain = max(p[0] for p in pairs), max(p[1] for p in pairs)
+    stacked = max(optlab_rate(spec, STACK, store)[0] for _ in range(repeats))
+    case = {
+        "r1_run_steps_per_s": one,
+        f"r{STACK}_run_steps_per_s": stacked,
+        "plain_loop_steps_per_s": plain,
+        "vs_plain_loop": one / plain,
+        "stacked_vs_plain_loop": stacked / plain,
+    }
+    return case
+
+
+def charlm_flops(spec: RunSpec) -> float:
+    """Model FLOPs of one charlm step, from the transformer's shapes."""
+    k, task = spec.model.kwargs, task_for(spec)
+    return flops_per_step(
+        spec.train.batch_size, spec.task.block_size, k["n_layer"], k["n_embd"], task.classes
+    )
