@@ -162,3 +162,45 @@ def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experimen
     assert [v["verdict"] for v in out["verdicts"]] == [v.verdict for v in judged]
     again = runner.invoke(app, [a for a in args if a != "--json"])
     assert "4 runs, 0 to train" in again.output
+
+
+def test_a_users_own_module_trains_through_optlab_run_with_four_seeds_stacked(
+    tmp_path, monkeypatch
+):
+    """A factory in the user's own package, named by import path, with its arguments in
+    model.kwargs: four seeds train as one stack, each from its own draw."""
+    package = tmp_path / "usernets"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text(
+        "from torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, d, classes, width):\n"
+        "        super().__init__()\n"
+        "        self.a, self.b = nn.Linear(d, width), nn.Linear(width, classes)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.b(self.a(x).relu())\n\n"
+        "def make_net(input_shape, classes, width=8):\n"
+        "    return Net(input_shape[0], classes, width)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mine.toml").write_text(
+        'name = "mine"\nseeds = [0, 1, 2, 3]\n'
+        '[base.task]\nname = "digits"\n'
+        '[base.model]\nname = "usernets.nets:make_net"\nkwargs = { width = 16 }\n'
+        "[base.train]\nsteps = 60\neval_every = 20\nbatch_size = 64\n"
+        '[base.optimizer]\nlr = 1e-2\n[base.probes]\nrecord = ["params"]\n'
+    )
+    store = tmp_path / "s.db"
+    result = runner.invoke(app, ["run", str(tmp_path / "mine.toml"), "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    recs = json.loads(runner.invoke(app, ["show", "--json", "--store", str(store)]).output)
+    assert len(recs) == 4
+    assert all(r["status"] == "complete" and r["model"] == "usernets.nets:make_net" for r in recs)
+    assert len({r["train_seconds"] for r in recs}) == 1  # one stack: one training time
+    db = Store(store)
+    weights = db.metrics([r["id"] for r in recs], "params")
+    first = weights[(weights.step == 0) & (weights.name == "a.weight/l2")]
+    assert first["value"].nunique() == 4  # each seed its own initial draw
+    assert all(r["test_accuracy"] > 0.6 for r in recs)  # 60 steps from 10% chance
+    db.close()

@@ -90,7 +90,7 @@ def test_a_stack_of_four_runs_ends_where_four_plain_adamw_loops_end(tmp_path, ma
 
 
 def test_each_run_is_initialised_from_its_own_training_seed():
-    model = ModuleModel(f"{__name__}:Residual", {}, (64,), 10)
+    model = ModuleModel(f"{__name__}:Residual", {}, torch.zeros(1, 64), 10)
     a, b = (model.init(torch.Generator().manual_seed(s)) for s in (3, 4))
     torch.manual_seed(3)
     want = Residual((64,), 10)
@@ -101,7 +101,9 @@ def test_each_run_is_initialised_from_its_own_training_seed():
 def test_batchnorm_buffers_are_per_run_and_follow_each_runs_batches():
     """Two runs of a BatchNorm MLP in one stack: each run's running mean equals that of its
     own module fed its own batches (dataset mode reshuffles per run)."""
-    model = ModuleModel("mlp", {"depth": 1, "width": 8, "normalization": "batchnorm"}, (4,), 3)
+    model = ModuleModel(
+        "mlp", {"depth": 1, "width": 8, "normalization": "batchnorm"}, torch.zeros(1, 4), 3
+    )
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     params = {k: torch.stack([model.init(g)[k] for g in gens]) for k in model.init(gens[0])}
     buffers = {k: torch.stack([model.init_buffers(g)[k] for g in gens]) for k in model.buffer_names}
@@ -127,4 +129,4 @@ def test_factory_errors_are_one_line():
     with pytest.raises(FactoryError, match="set by optlab from the task"):
         check_factory_arguments(f"{__name__}:sequential", {"classes": 3})
     with pytest.raises(FactoryError, match="failed to build: ValueError"):
-        ModuleModel("mlp", {"normalization": "groupnorm"}, (4,), 3)
+        ModuleModel("mlp", {"normalization": "groupnorm"}, torch.zeros(1, 4), 3)

@@ -151,6 +151,7 @@ def test_report_of_digits_has_curves_and_bands_but_no_voronoi_pictures(workload_
     page = _page(workload_store("digits"), tmp_path)
     head, rows = _finals(page)
     assert head[-4:] == ["test_accuracy", "test_loss", "eval_accuracy", "eval_loss"]
+    assert "model.kwargs.normalization" in head  # the grid's axis, a column of its own
     assert len(rows) == 6 * 3  # six cases × three normalizations
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
     # three groups of cases (decay type; SGD with momentum; Adam), curves and bands for each

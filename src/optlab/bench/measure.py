@@ -165,11 +165,11 @@ class Plan:
     compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
 
 
-FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 400, "charlm": 8}, (1, 8, 32))
+FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 600, "charlm": 24}, (1, 8, 32))
 QUICK = Plan(
     100,
     {"centers": 200, "plus_minus": 400},
-    {"digits": 100, "charlm": 3},
+    {"digits": 200, "charlm": 6},
     (1, 32),
     repeats=1,
     compiled=False,

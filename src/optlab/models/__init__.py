@@ -81,7 +81,7 @@ def build_model(spec, task) -> Model:
     """The model named by ``spec`` (an ``optlab.config.ModelSpec``) for ``task``."""
     if spec.name in MODELS:
         return MODELS[spec.name](spec, task)
-    return ModuleModel(spec.name, spec.kwargs, task.input_shape, task.classes)
+    return ModuleModel(spec.name, spec.kwargs, task.tensors("eval")[0][:1], task.classes)
 
 
 __all__ = ["MODELS", "MODEL_DEFAULTS", "Model", "ModelTaskError", "Params", "build_model"]

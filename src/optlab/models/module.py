@@ -35,7 +35,8 @@ MODULES: dict[str, str] = {
     "cnn": "optlab.models.nets:cnn",
     "char_transformer": "optlab.models.transformer:char_transformer",
 }
-TASK_ARGUMENTS = ("input_shape", "classes")  # what optlab passes when a factory names them
+TASK_ARGUMENTS = ("input_shape", "classes")
+# what optlab passes when a factory names them
 
 
 class FactoryError(ValueError):
@@ -96,18 +97,36 @@ def build_module(name: str, kwargs: dict, input_shape: tuple[int, ...], classes:
     return module
 
 
+def activation_width(module: nn.Module, example: Tensor) -> int:
+    """The most activation entries one example makes in any submodule's output (a sequence
+    counts every position): what sizes the engine's chunks of runs and points."""
+    sizes = [1]
+
+    def count(mod: nn.Module, inputs: tuple, output) -> None:
+        if isinstance(output, Tensor):
+            sizes.append(output.numel())
+
+    hooks = [m.register_forward_hook(count) for m in module.modules()]
+    try:
+        with torch.no_grad():
+            module.eval()(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return max(sizes)
+
+
 class ModuleModel:
     """R stacked runs of one ``nn.Module``: the ``optlab.models.base.Model`` protocol."""
 
-    def __init__(self, name: str, kwargs: dict, input_shape: tuple[int, ...], classes: int) -> None:
+    def __init__(self, name: str, kwargs: dict, example: Tensor, classes: int) -> None:
+        """``example``: one input (1, ...) of the task, to size the model's activations."""
         self.name, self.kwargs = name, dict(kwargs)
-        self.input_shape, self.classes = tuple(input_shape), classes
+        self.input_shape, self.classes = tuple(example.shape[1:]), classes
         self.base = self._build(0)
         self.buffer_names = tuple(n for n, _ in self.base.named_buffers())
         self.fast = stacked_sequential(self.base)
-        self.width = max(
-            [m.out_features for m in self.base.modules() if isinstance(m, nn.Linear)] or [1]
-        )
+        self.width = activation_width(self.base, example)
 
     def _build(self, seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
@@ -128,10 +147,10 @@ class ModuleModel:
         """Outputs (R, B, ...) for stacked parameters and buffers (one dict, each (R, ...))
         and inputs x (R or 1, B, ...): training mode while autograd records, else eval."""
         training = torch.is_grad_enabled()
+        runs = next(iter(params.values())).shape[0]
         if self.fast is not None:
             return self.fast(params, x, training)
         self.base.train(training)
-        runs = next(iter(params.values())).shape[0]
         if runs == 1:  # one run: the module itself, without vmap's cost per op
             one = {k: v[0] for k, v in params.items()}
             return functional_call(self.base, one, (x[0],))[None]
