@@ -43,6 +43,7 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     plan = Plan(
         final_steps=2,
         ladder_steps={"centers": 3, "plus_minus": 3},
+        module_steps={"digits": 3, "charlm": 2},
         stacks=(1, 32),
         n_eval=64,
         compiled=False,
@@ -62,6 +63,18 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     for name in ("final", "centers", "plus_minus"):
         assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
         assert out[name]["vs_plain_loop"] > 0
+    for name in ("digits", "charlm"):
+        case = out[name]
+        r1, r8, plain = (
+            case[k] for k in ("r1_run_steps_per_s", "r8_run_steps_per_s", "plain_loop_steps_per_s")
+        )
+        assert case["vs_plain_loop"] == r1 / plain and case["stacked_vs_plain_loop"] == r8 / plain
+    charlm = out["charlm"]
+    gflop = charlm["gflop_per_step"]
+    # B·T·(6·N + 12·L·T·C): batch 32, block 64, 2 layers of width 128, a vocabulary of 100
+    assert gflop == 32 * 64 * (6 * (12 * 2 * 128**2 + 128 * 100) + 12 * 2 * 64 * 128) / 1e9
+    share = 100 * charlm["r1_run_steps_per_s"] * gflop / out["matmul_peak_gflops"]
+    assert abs(charlm["pct_of_peak"] - share) < 1e-9 * share
 
 
 @needs_compiler
