@@ -1,7 +1,9 @@
 """optlab: a laboratory for optimizer training dynamics."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
 
-from optlab.store import load  # noqa: E402
+from optlab.store import load
+
+__version__ = version("optlab")  # pyproject.toml's, the one source of truth
 
 __all__ = ["__version__", "load"]

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -32,15 +33,14 @@ from pydantic import (
     model_validator,
 )
 
+from optlab.catalog import catalog_path
+from optlab.errors import SpecError
 from optlab.models import MODEL_DEFAULTS, MODELS
 from optlab.models.module import MODULES, check_factory_arguments, is_factory_path
-from optlab.optim import OPTIMIZERS, is_import_path
+from optlab.optim import OPTIMIZERS, RuleShell, is_import_path
 from optlab.optim.decay import DECAY_NAMES
 from optlab.optim.schedules import batch_sizes
-
-
-class SpecError(ValueError):
-    """A spec that cannot run: its message names the field, the value and what is allowed."""
+from optlab.probes import PROBES
 
 
 def _one_of(value: str, names, what: str) -> str:
@@ -366,8 +366,6 @@ class ProbeSpec(_Strict):
     @field_validator("record")
     @classmethod
     def _known_probes(cls, record: tuple[str, ...]) -> tuple[str, ...]:
-        from optlab.probes import PROBES
-
         for name in record:
             _one_of(name, PROBES, "probe")
         return tuple(dict.fromkeys(record))
@@ -584,8 +582,6 @@ def _read_tree(source: str | Path | dict) -> dict:
         if not path.exists():
             raise SpecError(f"experiment file {str(path)!r} does not exist")
         return tomllib.loads(path.read_text())
-    from optlab.catalog import catalog_path
-
     return tomllib.loads(catalog_path(str(source)).read_text())
 
 
@@ -648,3 +644,20 @@ def expand(
                 run = validate_run(_apply(tree, {"train.seed": seed}))
                 runs.append(PlannedRun(experiment=spec.name, case=case, spec=run))
     return runs
+
+
+def make_optimizer(
+    params: Iterable, name: str, steps: int | None = None, seed: int = 0, **fields
+) -> RuleShell:
+    """Any optlab rule as a torch.optim.Optimizer, from the fields of an ``OptimizerSpec``
+    (validated there: an unknown rule or option raises ``SpecError`` naming the valid ones):
+
+    ``make_optimizer(model.parameters(), "graft", magnitude="adamw", direction="sgd", lr=1e-2)``
+    """
+    try:
+        spec = OptimizerSpec.model_validate({"name": name, **fields})
+    except ValidationError as err:
+        raise SpecError(_format_error(err, "optimizer", OptimizerSpec)) from None
+    if spec.name not in OPTIMIZERS:
+        raise SpecError(f"name: {name!r} is a torch.optim import path; construct it directly")
+    return RuleShell(params, spec, steps, seed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from optlab.errors import SpecError
+
 HERE = Path(__file__).parent
 
 
@@ -22,8 +24,6 @@ def describe() -> dict[str, str]:
 def catalog_path(name: str) -> Path:
     path = HERE / f"{name}.toml"
     if not path.exists():
-        from optlab.config import SpecError
-
         raise SpecError(
             f"experiment: {name!r} is neither a catalog name nor a .toml file; "
             f"catalog: {', '.join(names())}"

@@ -3,7 +3,8 @@
 ``OPTIMIZERS`` maps an optimizer name to its rule and to the hyperparameters it reads from
 an ``OptimizerSpec``. Numbers among them may differ per run inside one stacked group;
 strings and booleans (the decay type, Nesterov, centered, blocks) are shared by a group.
-``make_optimizer`` builds a torch.optim shell over any of them from the same fields.
+``optlab.config.make_optimizer`` builds a torch.optim shell over any of them from the same
+fields.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from optlab.optim.closed_form import (
 from optlab.optim.graft import graft, graft_tree
 from optlab.optim.groups import param_groups
 from optlab.optim.schedules import LambdaEps
-from optlab.optim.shells import SGD, Adam, AdamW, RMSprop, RuleShell, make_optimizer
+from optlab.optim.shells import SGD, Adam, AdamW, RMSprop, RuleShell
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,6 @@ __all__ = [
     "decayed_weights",
     "distance_from_decayed_init",
     "is_import_path",
-    "make_optimizer",
     "param_groups",
     "resolve_import_path",
     "rules",

@@ -11,7 +11,6 @@ import inspect
 from collections.abc import Callable, Iterable
 
 import torch
-from pydantic import ValidationError
 
 from optlab.optim import rules
 from optlab.optim.apply import at_step, tree_step, with_generators
@@ -163,7 +162,7 @@ def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay:
 
 class RuleShell(torch.optim.Optimizer):
     """A torch.optim shell over any rule in ``OPTIMIZERS``, built from an ``OptimizerSpec``
-    (use ``make_optimizer``): its hyperparameters, schedules and decay as in the engine.
+    (use ``optlab.config.make_optimizer``): its hyperparameters, schedules and decay as in the engine.
 
     All parameters of a group step together (one step count, one call of the rule's tree
     step, so a global graft sees them all). ``steps`` is the horizon of a cosine schedule
@@ -217,22 +216,3 @@ class RuleShell(torch.optim.Optimizer):
                 p.copy_(new_params[k][0])
                 self.state[p].update({n: v[0] for n, v in new_states[k].items()})
         return loss
-
-
-def make_optimizer(params: Iterable, name: str, steps: int | None = None, seed: int = 0, **fields):
-    """Any optlab rule as a torch.optim.Optimizer, from the fields of an ``OptimizerSpec``
-    (validated there: an unknown rule or option raises ``SpecError`` naming the valid ones):
-
-    ``make_optimizer(model.parameters(), "graft", magnitude="adamw", direction="sgd", lr=1e-2)``
-    """
-    from optlab.config import OptimizerSpec, SpecError, _format_error
-
-    try:
-        spec = OptimizerSpec.model_validate({"name": name, **fields})
-    except ValidationError as err:
-        raise SpecError(_format_error(err, "optimizer", OptimizerSpec)) from None
-    from optlab.optim import OPTIMIZERS
-
-    if spec.name not in OPTIMIZERS:
-        raise SpecError(f"name: {name!r} is a torch.optim import path; construct it directly")
-    return RuleShell(params, spec, steps, seed)

@@ -7,16 +7,27 @@ recorder moves everything a step produced to the host in one transfer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from optlab.engine.optimizer import StackedOptimizer
-
 Params = dict[str, Tensor]
+
+
+class Stepper(Protocol):
+    """What probes read of the engine's optimizer (``optlab.engine.optimizer``)."""
+
+    t: int  # steps taken
+    state: dict[str, dict[str, Tensor]]  # per tensor, the rule's state (exp_avg, …)
+    torch_optimizer: object | None  # set for an optimizer named by import path
+
+    def hyper_for(self, name: str) -> dict: ...
+
+    def lr_scale(self, t: int) -> float: ...
+
+    def without_decay(self, grads: Sequence[Tensor]) -> Params | None: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Observation:
     evaluation: Evaluation
     init: Params | None = None  # θ_0, kept when a probe needs it
     update: Update | None = None  # None at step 0
-    optimizer: StackedOptimizer | None = None
+    optimizer: Stepper | None = None
     scale_invariant: tuple[str, ...] = ()  # tensors the model declares scale-invariant
     task: dict[str, Tensor] = field(default_factory=dict)  # eval points, labels, centers
     model_scalars: dict[str, Tensor] = field(default_factory=dict)  # the model's own, (R,) each

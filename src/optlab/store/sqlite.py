@@ -9,6 +9,7 @@ is trained again from scratch on the next call.
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import platform
@@ -69,10 +70,8 @@ ArrayRow = tuple[str, str, int, np.ndarray]  # run_id, name, step, array
 def versions() -> dict[str, str]:
     import torch
 
-    import optlab
-
     return {
-        "optlab": optlab.__version__,
+        "optlab": importlib.metadata.version("optlab"),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
