@@ -194,8 +194,14 @@ def print_summary(db: Store, run_ids: set[str]) -> None:
         own = json.loads(rest)
         grids[case, rest] = {k: v for k, v in own.items() if len({str(s[k]) for s in siblings}) > 1}
     grid_col = ["grid"] if any(grids.values()) else []
+    recs_all = [r for recs in cells.values() for r in recs]
+    finals = final_columns(recs_all)
     table = Table(
-        "case", *grid_col, "seeds", "diverged", "test acc (mean ± sd)", "test loss (mean ± sd)"
+        "case",
+        *grid_col,
+        "seeds",
+        "diverged",
+        *(f"{label} (mean ± sd)" for label in finals.values()),
     )
     for cell, recs in cells.items():
         grid = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in grids[cell].items())
@@ -204,12 +210,31 @@ def print_summary(db: Store, run_ids: set[str]) -> None:
             *([grid] if grid_col else []),
             str(len(recs)),
             str(sum(r["diverged_step"] is not None for r in recs)),
-            _mean_sd([r.get("test_accuracy") for r in recs]),
-            _mean_sd([r.get("test_loss") for r in recs]),
+            *(_mean_sd([r.get(key) for r in recs]) for key in finals),
         )
     console.print(table)
     for name in sorted({r["experiment"] for recs in cells.values() for r in recs}):
         console.print(f"per run: optlab show --experiment {name}")
+
+
+def final_columns(recs: list[dict]) -> dict[str, str]:
+    """The final metrics a table of ``recs`` shows, key -> label: test accuracy where the
+    task has one, bits per character where it reports them, test loss, and the model's own
+    scalars where every run has the same few (the essay toy's memorizers and generalizer)."""
+    keys = {k for r in recs for k in r}
+    columns = {}
+    if "test_accuracy" in keys:
+        columns["test_accuracy"] = "test acc"
+    if "test_bits_per_char" in keys:
+        columns["test_bits_per_char"] = "test bits/char"
+    columns["test_loss"] = "test loss"
+    shared = set.intersection(*({k for k in r if k.startswith("scalars_")} for r in recs))
+    if 0 < len(shared) <= MAX_SCALAR_COLUMNS:
+        columns.update({k: k.removeprefix("scalars_") for k in sorted(shared)})
+    return columns
+
+
+MAX_SCALAR_COLUMNS = 4
 
 
 def _mean_sd(values: list) -> str:
