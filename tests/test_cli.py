@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from optlab.analysis.claims import judge
 from optlab.cli import app
+from optlab.config import load_experiment
 from optlab.store import Store
 
 runner = CliRunner()
@@ -31,6 +32,7 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["run", "digits", "--set", "model.hidden_dim=8"], "model.kwargs"),
         (["run", "digits", "--set", "train.data=stream"], "train.data"),
         (["run", "digits", "--set", "model.name=no_such_pkg.nets:make"], "cannot import"),
+        (["run", "charlm", "--set", "task.sha256=beef"], "task.sha256: the text"),
         (["run", "ladder", "--set", "optimizer.name=adamx"], "valid: adamw"),
         (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
         (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
@@ -204,3 +206,16 @@ def test_a_users_own_module_trains_through_optlab_run_with_four_seeds_stacked(
     assert first["value"].nunique() == 4  # each seed its own initial draw
     assert all(r["test_accuracy"] > 0.6 for r in recs)  # 60 steps from 10% chance
     db.close()
+
+
+def test_task_describes_every_task_in_its_own_terms():
+    digits = json.loads(runner.invoke(app, ["task", "digits", "--json"]).output)
+    assert sum(digits[split]["n"] for split in ("train", "eval", "test")) == 1797
+    toy = json.loads(runner.invoke(app, ["task", "mg_toy", "--json"]).output)
+    assert toy["weights"] == 101 and toy["min_norm_solution"]["generalizer"] == 100 / 101
+    text = json.loads(runner.invoke(app, ["task", "charlm", "--json"]).output)
+    assert len(text["sha256"]) == 64 and 3 < text["unigram_entropy_bits"] < 6
+    pinned = load_experiment("charlm").base["task"]["sha256"]
+    assert text["sha256"] == pinned  # the catalog's text is this Python's
+    mismatch = runner.invoke(app, ["task", "charlm", "--set", "task.sha256=beef"])
+    assert mismatch.exit_code == 2 and "task.sha256: the text" in mismatch.output
