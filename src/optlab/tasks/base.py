@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from typing import Literal, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +40,28 @@ class Task(Protocol):
     def arrays(self) -> dict[str, Tensor]:
         """Task-level arrays that pictures of predictions need (may be empty)."""
         ...
+
+
+def split_tensors(
+    inputs: dict[str, np.ndarray], targets: dict[str, np.ndarray], split: str, device
+) -> tuple[Tensor, Tensor]:
+    """A split's arrays of inputs and targets as torch tensors on ``device``."""
+    return torch.from_numpy(inputs[split]).to(device), torch.from_numpy(targets[split]).to(device)
+
+
+def class_counts(labels: dict[str, np.ndarray], classes: int) -> dict[str, dict]:
+    """Per split its size, class counts and majority-class accuracy (the floor a classifier
+    must beat)."""
+    out = {}
+    for split, y in labels.items():
+        counts = np.bincount(y, minlength=classes)
+        n = int(counts.sum())
+        out[split] = {
+            "n": n,
+            "class_counts": counts.tolist(),
+            "majority_accuracy": float(counts.max() / n) if n else float("nan"),
+        }
+    return out
 
 
 def extra_metrics(task: Task, loss: Tensor) -> dict[str, Tensor]:

@@ -16,7 +16,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from optlab.tasks.base import Loss
+from optlab.tasks.base import Loss, class_counts, split_tensors
 
 SPLITS = ("train", "eval", "test")
 PIXEL_MAX = 16.0  # load_digits pixels are counts 0..16 of a 4×4 block of a 32×32 bitmap
@@ -43,9 +43,7 @@ class Digits:
         self, split: str, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's pixels and labels as torch tensors on ``device``."""
-        x = torch.from_numpy(self.inputs[split]).to(device)
-        y = torch.from_numpy(self.labels[split]).to(device)
-        return x, y
+        return split_tensors(self.inputs, self.labels, split, device)
 
     def summary(self) -> dict:
         """Per split its size, class counts and majority-class accuracy; the input shape and seed."""
@@ -54,15 +52,7 @@ class Digits:
             "input_shape": list(self.input_shape),
             "seed": self.seed,
         }
-        for split in SPLITS:
-            counts = np.bincount(self.labels[split], minlength=self.classes)
-            n = int(counts.sum())
-            out[split] = {
-                "n": n,
-                "class_counts": counts.tolist(),
-                "majority_accuracy": float(counts.max() / n) if n else float("nan"),
-            }
-        return out
+        return {**out, **class_counts({s: self.labels[s] for s in SPLITS}, self.classes)}
 
     def arrays(self) -> dict[str, torch.Tensor]:
         """No task-level arrays: pictures of predictions need nothing beyond the splits."""

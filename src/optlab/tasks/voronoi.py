@@ -23,6 +23,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from optlab.tasks.base import class_counts, split_tensors
+
 K_LOW, K_HIGH = 100, 151  # k = randint(100, 151), as the original
 BOUND = 100.0  # points and centers are uniform on [-100, 100]^D
 _LABEL_CHUNK = 1 << 18  # rows labelled at a time, to bound memory
@@ -60,9 +62,7 @@ class Environment:
         self, split: str, device: torch.device | str = "cpu"
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The split's points and labels as torch tensors on ``device``."""
-        x = torch.from_numpy(self.points[split]).to(device)
-        y = torch.from_numpy(self.labels[split]).to(device)
-        return x, y
+        return split_tensors(self.points, self.labels, split, device)
 
     def arrays(self) -> dict[str, torch.Tensor]:
         """What pictures of predictions need: eval points, labels and the centers with their
@@ -85,15 +85,7 @@ class Environment:
             "centers": self.centers.tolist(),
             "center_labels": self.center_labels.tolist(),
         }
-        for split in SPLITS:
-            counts = np.bincount(self.labels[split], minlength=self.classes)
-            n = int(counts.sum())
-            out[split] = {
-                "n": n,
-                "class_counts": counts.tolist(),
-                "majority_accuracy": float(counts.max() / n) if n else float("nan"),
-            }
-        return out
+        return {**out, **class_counts({s: self.labels[s] for s in SPLITS}, self.classes)}
 
 
 def assign_labels(
