@@ -346,6 +346,12 @@ class TrainSpec(_Strict):
         "faster ladder-rung steps after seconds of compiling per shape (the final model runs "
         "slower); equal to eager up to rounding",
     )
+    flush_subnormals: bool = Field(
+        False,
+        description="flush subnormal floats to zero on CPU (torch.set_flush_denormal): x86 "
+        "computes them many times slower, and Adam's second moments of tiny gradients or "
+        "decayed activations fall there after a while",
+    )
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -401,7 +407,8 @@ class RunSpec(_Strict):
     def run_id(self) -> str:
         payload = self.model_dump(mode="json")
         # where and how a run trains does not change what it is (up to float rounding)
-        del payload["train"]["device"], payload["train"]["compile"]
+        for how in ("device", "compile", "flush_subnormals"):
+            del payload["train"][how]
         # fields added after stores existed count only when set, so old run ids still hold
         for table, key in ADDED_FIELDS:
             if payload[table][key] == getattr(RunSpec.model_fields[table].default, key, None):

@@ -286,3 +286,21 @@ def test_an_eval_in_many_pieces_equals_it_in_one(monkeypatch):
     assert torch.allclose(pieces.loss, whole.loss, rtol=1e-6)
     for name, value in whole.outputs.items():
         assert torch.allclose(pieces.outputs[name], value, rtol=1e-5), name
+
+
+def test_flushing_subnormals_is_how_a_run_is_computed_not_what_it_is(tmp_path):
+    """train.flush_subnormals keeps the run id, is noted in the store's numeric path, and
+    flushes: a subnormal float (1e-39 < 2^-126 ≈ 1.2e-38) multiplied by one becomes 0."""
+    import torch
+
+    (plain,) = _plan("plus_minus", seeds=(1,))
+    (flushed,) = _plan("plus_minus", seeds=(1,), **{"train.flush_subnormals": True})
+    assert plain.run_id == flushed.run_id
+    store = Store(tmp_path / "s.db")
+    try:
+        run_planned([flushed], store)
+        assert store.runs()["device"].tolist() == ["cpu, subnormals flushed"]
+        assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert (torch.tensor([1e-39]) * 1.0).item() > 0.0

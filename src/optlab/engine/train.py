@@ -250,6 +250,7 @@ def train_group(
     """Train runs that differ only in numbers (seed, lr, decay, betas, eps) as one stack."""
     keep_freed_memory()
     spec = specs[0]
+    torch.set_flush_denormal(spec.train.flush_subnormals)
     runs, run_ids = len(specs), [s.run_id for s in specs]
     device = resolve_device(spec.train.device)
     stack = build_stack(specs, device)
@@ -279,7 +280,7 @@ def train_group(
         rows, arrays = recorder.record(step, params, ev, final)
         return _eval_rows(run_ids, step, ev, task, "eval") + rows, arrays
 
-    store.start(run_ids, f"{device}, compiled" if spec.train.compile else str(device))
+    store.start(run_ids, numeric_path(spec, device))
     started = time.perf_counter()
     train_loss = torch.zeros(every, runs, device=device, dtype=stack.dtype)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
@@ -324,6 +325,17 @@ def train_group(
     loss = test.loss.tolist()
     acc = [None] * runs if test.accuracy is None else test.accuracy.tolist()
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
+
+
+def numeric_path(spec: RunSpec, device: torch.device) -> str:
+    """How a run is computed, beside what it is (its id): the device, and where they apply,
+    compiled steps and subnormals flushed to zero."""
+    parts = [str(device)]
+    if spec.train.compile:
+        parts.append("compiled")
+    if spec.train.flush_subnormals and device.type == "cpu":
+        parts.append("subnormals flushed")
+    return ", ".join(parts)
 
 
 def first_divergence(losses: Tensor, first: int, diverged_at: Tensor) -> Tensor:
