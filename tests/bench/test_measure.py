@@ -43,7 +43,7 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     plan = Plan(
         final_steps=2,
         ladder_steps={"centers": 3, "plus_minus": 3},
-        module_steps={"digits": 3, "charlm": 2},
+        module_steps={"digits": 50, "charlm": 4},
         stacks=(1, 32),
         n_eval=64,
         compiled=False,

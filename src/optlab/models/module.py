@@ -17,10 +17,10 @@ and in eval mode otherwise (``evaluate`` runs without autograd).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable
-from functools import cache
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +48,7 @@ def is_factory_path(name: str) -> bool:
     return bool(sep and module and function)
 
 
-@cache
+@functools.cache
 def resolve_factory(name: str) -> Callable[..., nn.Module]:
     """The factory a built-in name or ``package.module:function`` names."""
     path = MODULES.get(name, name)
@@ -128,6 +128,7 @@ class ModuleModel:
         self.fast = stacked_sequential(self.base)
         self.width = activation_width(self.base, example)
 
+    @functools.lru_cache(maxsize=1)  # noqa: B019 - init and init_buffers of one run build once
     def _build(self, seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
