@@ -1,4 +1,4 @@
-"""The stateful decay variants (seed 000, next steps): limits and hand-computed values."""
+"""The stateful decay variants (the AdamWAnalysis README, next steps): limits and hand-computed values."""
 
 import pytest
 import torch

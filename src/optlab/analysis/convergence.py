@@ -1,4 +1,4 @@
-"""Convergence as the paper asks it (seed 000, "classes of convergence"), per run.
+"""Convergence as the paper asks it (the AdamWAnalysis README, "classes of convergence"), per run.
 
 1. Does the loss converge (lim sup = lim inf)? Over the last fifth of training, the gap
    between the running max and min of the eval loss, also relative to its mean.

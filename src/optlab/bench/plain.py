@@ -14,7 +14,7 @@ from torch import nn
 
 
 class PlusMinus(nn.Module):
-    """plus_minus (or, with ``learned_centers``, centers) from seed 002 §3.1, as nn.Parameters."""
+    """plus_minus (or, with ``learned_centers``, centers) from Yu 2022 §3.1, as nn.Parameters."""
 
     def __init__(self, centers: torch.Tensor, classes: int, learned_centers: int | None = None):
         super().__init__()
@@ -72,7 +72,7 @@ class ReducedAttention(nn.Module):
 
 
 class Final(nn.Module):
-    """The final model (seed 002 Algorithm 4) as plain modules, PyTorch's default init."""
+    """The final model (Yu 2022 Algorithm 4) as plain modules, PyTorch's default init."""
 
     def __init__(
         self,

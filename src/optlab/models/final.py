@@ -1,4 +1,4 @@
-"""The paper's final model (seed 002, Algorithm 4), written over a stack of R runs.
+"""The paper's final model (Yu 2022, Algorithm 4), written over a stack of R runs.
 
 x/100 → Dense(D→H→H) → ReducedAttention → Dense(H→H→C) → ReducedLayerNorm(C), where
 ReducedLayerNorm(n) multiplies by a weight vector initialised to 1, optionally after

@@ -1,4 +1,4 @@
-"""The paper's modeling ladder (seed 002 §3.1, seed 000 "Modeling"): each rung learns one more piece.
+"""The paper's modeling ladder (Yu 2022 §3.1, the AdamWAnalysis README "Modeling"): each rung learns one more piece.
 
 Notation: for the environment's centers c_j, ĉ_j = c_j/‖c_j‖² and d_j = x·ĉ_j; the
 center probabilities p come from a softmax over centers; logits = pW with W a

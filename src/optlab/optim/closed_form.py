@@ -1,4 +1,4 @@
-"""The closed form of decoupled-decay training (seed 001, "A closed form for weight decay
+"""The closed form of decoupled-decay training (the 2025 thesis notepad, "A closed form for weight decay
 updates"), and the two quantities the notepad proposes to watch.
 
 With w_{k+1} = (1 − λη_k) w_k − η_k s_k (AdamW: s_k = m̂_k/(√v̂_k + ε); SGD: s_k = g_k),

@@ -2,8 +2,8 @@
 
 The stateless ones map (θ, η, λ) to the decayed θ, over a stack with a leading run
 axis; η and λ may be numbers or (R,) tensors. The paper's Algorithm 1 and
-``torch.optim.AdamW`` use ``l2``; seed 002 §3.3.7 ablates ``l1`` and ``min``. The
-stateful variants below are the paper's next steps (seed 000). ``decoupled`` applies
+``torch.optim.AdamW`` use ``l2``; Yu 2022 §3.3.7 ablates ``l1`` and ``min``. The
+stateful variants below are the paper's next steps (the AdamWAnalysis README). ``decoupled`` applies
 any of them; every rule with decoupled decay calls it.
 """
 
@@ -46,7 +46,7 @@ def no_decay(theta: Tensor, lr, weight_decay) -> Tensor:
 DECAYS: dict[str, Callable[..., Tensor]] = {"l2": l2, "l1": l1, "min": min_abs, "none": no_decay}
 
 
-# ---- stateful variants (seed 000, "Next steps") ---------------------------------------------
+# ---- stateful variants (the AdamWAnalysis README, "Next steps") ---------------------------------------------
 # Each maps (θ, g, state, η, λ, options) to (decayed θ, its own state entries). Their state is
 # created on first use, so a rule's ``init`` does not depend on the decay chosen.
 
@@ -54,7 +54,7 @@ DECAYS: dict[str, Callable[..., Tensor]] = {"l2": l2, "l1": l1, "min": min_abs, 
 def grad_scaled(
     theta: Tensor, grad: Tensor, state: State, lr, weight_decay, *, decay_beta, decay_strength, **_
 ) -> tuple[Tensor, State]:
-    """Gradient-dependent L2 (seed 000, next steps): small gradients signal crystallisation (strong decay), large ones
+    """Gradient-dependent L2 (the AdamWAnalysis README, next steps): small gradients signal crystallisation (strong decay), large ones
     learning (weak decay). With ḡ_t = β ḡ_{t−1} + (1−β)|g_t| and r = ḡ_t / mean(ḡ_t) over each
     run's tensor,
 
@@ -85,7 +85,7 @@ def dropout(
     generators: Sequence[torch.Generator] | None = None,
     **_,
 ) -> tuple[Tensor, State]:
-    """L2 decay dropout (seed 000, next steps) on a random fraction p = ``decay_p`` of the
+    """L2 decay dropout (the AdamWAnalysis README, next steps) on a random fraction p = ``decay_p`` of the
     coordinates each step:
 
     θ ← θ − ηλ·ξ⊙θ,  ξ_i ~ Bernoulli(p) drawn afresh each step from each run's generator
@@ -104,7 +104,7 @@ def dropout(
 def sign_ema(
     theta: Tensor, grad: Tensor, state: State, lr, weight_decay, *, decay_beta, **_
 ) -> tuple[Tensor, State]:
-    """L1 decay gated by an EMA of the parameter's sign (seed 000, next steps; β = ``decay_beta``):
+    """L1 decay gated by an EMA of the parameter's sign (the AdamWAnalysis README, next steps; β = ``decay_beta``):
 
     s̄_t = β s̄_{t−1} + (1−β) sign θ_{t−1}  (s̄_0 = sign θ_0),   θ ← θ − ηλ·s̄_t
 

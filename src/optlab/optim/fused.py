@@ -1,6 +1,6 @@
 """A fast path equal to ``rules.adamw``: one fused in-place kernel per tensor.
 
-When the decay is ``l2`` or ``none`` (and ε is not tied to η), the AdamW step of seed 002 Algorithm 1,
+When the decay is ``l2`` or ``none`` (and ε is not tied to η), the AdamW step of Yu 2022 Algorithm 1,
 
     θ ← θ − ηλθ;  m_t = β1 m + (1−β1) g;  v_t = β2 v + (1−β2) g²;
     θ_t = θ − η m̂_t/(√v̂_t + ε),  m̂ = m_t/(1−β1^t),  v̂ = v_t/(1−β2^t),

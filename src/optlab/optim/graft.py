@@ -1,4 +1,4 @@
-"""Grafting (AdaGraft, Agarwal et al. 2020, in seed 003): the step size of one optimizer with
+"""Grafting (AdaGraft, Agarwal et al. 2020, in Grosse 2022, CSC 2541 lecture 5): the step size of one optimizer with
 the direction of another.
 
 Each child (magnitude M, direction D) is any built-in rule with its own hyperparameters and
@@ -63,7 +63,7 @@ def graft(
 
     θ_t = θ + (‖Δ_M‖/‖Δ_D‖)·Δ_D,   Δ_M = M(θ, g) − θ,  Δ_D = D(θ, g) − θ
 
-    (seed 003, Algorithm 2, with ε = 0 and a step of 0 where Δ_D = 0). This function is the
+    (Grosse 2022, CSC 2541 lecture 5, Algorithm 2, with ε = 0 and a step of 0 where Δ_D = 0). This function is the
     per-tensor form whatever ``graft`` says; ``graft_tree``, which the engine and the shells
     call, takes the norms over all parameters together for ``graft = "global"``.
     """

@@ -1,4 +1,4 @@
-"""Weight-decay groups by parameter name (seed 001 on Constrained Parameter Regularization:
+"""Weight-decay groups by parameter name (the 2025 thesis notepad on Constrained Parameter Regularization:
 one λ per group of parameters; e.g. no decay on layernorm gains), as a mask over names."""
 
 from __future__ import annotations

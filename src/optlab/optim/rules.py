@@ -30,7 +30,7 @@ def _adam_moments(
     """m_t = β1 m + (1−β1) g; v_t = β2 v + (1−β2) g²; direction m̂/(√v̂ + ε), with
     m̂ = m_t/(1−β1^t) and v̂ = v_t/(1−β2^t) (Kingma & Ba 2014). Given r_t = ``eps_lr_ratio``,
     ε is replaced by the per-coordinate ε_t = (r_t − 1)√v̂ + r_t ε of
-    ``schedules.lr_equivalent_eps`` (seed 001). ``grad_sq`` stands in for g² where v is
+    ``schedules.lr_equivalent_eps`` (the 2025 thesis notepad). ``grad_sq`` stands in for g² where v is
     kept per block (``variants.blockwise_adam``)."""
     n = grad.dim()
     b1, b2, eps = per_run(beta1, n), per_run(beta2, n), per_run(eps, n)
@@ -62,7 +62,7 @@ def adamw(
     eps_lr_ratio=None,
     **decay_options,
 ) -> tuple[Tensor, State]:
-    """AdamW (Loshchilov & Hutter 2017; seed 002 Algorithm 1) with a choice of decoupled decay:
+    """AdamW (Loshchilov & Hutter 2017; Yu 2022 Algorithm 1) with a choice of decoupled decay:
 
     θ ← decay(θ_{t−1}, η, λ)  (l2: θ − ηλθ; l1: θ − ηλ·sign θ; min: θ − η·min|θ|·sign θ;
                               the stateful variants of ``decay.decoupled``)

@@ -1,8 +1,8 @@
 """Schedules: multipliers of a base value as a function of the step t (counted from 1).
 
-A learning-rate schedule gives η_t = η·f(t) (seed 001, "LR scheduler ideas"); an epsilon
-schedule gives ε_t = ε·f(t) (seed 001, "Epsilon Scheduler stuff": ε should grow where η
-would shrink, e.g. at milestones); a batch schedule grows B_t with η/B fixed (seed 001,
+A learning-rate schedule gives η_t = η·f(t) (the 2025 thesis notepad, "LR scheduler ideas"); an epsilon
+schedule gives ε_t = ε·f(t) (the 2025 thesis notepad, "Epsilon Scheduler stuff": ε should grow where η
+would shrink, e.g. at milestones); a batch schedule grows B_t with η/B fixed (the 2025 thesis notepad,
 AdaBatch). Any ``Callable[[int], float]`` is a schedule; ``make_schedule`` builds the
 named kinds of ``optlab.config.ScheduleSpec``. The factor is shared by every run of a
 stacked group, so it multiplies an (R,) hyperparameter tensor as it multiplies a number.
@@ -78,7 +78,7 @@ def optimizer_schedules(spec, steps: int | None) -> tuple[Schedule, Schedule, Sc
 
 
 def lr_equivalent_eps(sqrt_v_hat: Tensor, eps, ratio) -> Tensor:
-    """ε_t = (r_t − 1)·√v̂_t + r_t·ε with r_t = η/η_t (seed 001, "Epsilon Scheduler stuff").
+    """ε_t = (r_t − 1)·√v̂_t + r_t·ε with r_t = η/η_t (the 2025 thesis notepad, "Epsilon Scheduler stuff").
 
     With this per-coordinate ε_t, η·m̂/(√v̂ + ε_t) = η_t·m̂/(√v̂ + ε): Adam at a constant η
     takes exactly the steps that the learning-rate schedule η_t would give it.
@@ -88,7 +88,7 @@ def lr_equivalent_eps(sqrt_v_hat: Tensor, eps, ratio) -> Tensor:
 
 def batch_sizes(batch_size: int, milestones: Sequence[float], factor: int, steps: int) -> list[int]:
     """B_t for t = 1..T: B·factor^{#milestones m with m < t} (AdaBatch, Devarakonda et al.
-    2017, in seed 001). The engine scales η_t by B_t/B so that η/B stays fixed."""
+    2017, in the 2025 thesis notepad). The engine scales η_t by B_t/B so that η/B stays fixed."""
     ms = at_steps(milestones, steps)
     return [batch_size * int(step(t, ms, factor)) for t in range(1, steps + 1)]
 

@@ -1,4 +1,4 @@
-"""Sign methods (seed 001: "Adam chooses the infinity norm and kind of so does SignSGD")."""
+"""Sign methods (the 2025 thesis notepad: "Adam chooses the infinity norm and kind of so does SignSGD")."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def signsgd(
     decay: str = "l2",
     **decay_options,
 ) -> tuple[Tensor, State]:
-    """signSGD (Bernstein et al. 2018, in seed 001): θ ← decay(θ_{t−1}); θ_t = θ − η·sign g_t."""
+    """signSGD (Bernstein et al. 2018, in the 2025 thesis notepad): θ ← decay(θ_{t−1}); θ_t = θ − η·sign g_t."""
     param, state = decay_rules.decoupled(
         decay, param, grad, state, lr, weight_decay, **decay_options
     )
@@ -43,7 +43,7 @@ def signum(
     decay: str = "l2",
     **decay_options,
 ) -> tuple[Tensor, State]:
-    """Signum, the sign of momentum (Bernstein et al. 2018, in seed 001):
+    """Signum, the sign of momentum (Bernstein et al. 2018, in the 2025 thesis notepad):
 
     m_t = β1 m_{t−1} + (1−β1) g_t,   θ ← decay(θ_{t−1}),   θ_t = θ − η·sign m_t
     """

@@ -1,4 +1,4 @@
-"""Adam variants from the thesis notepad (seed 001), as pure rules over run stacks.
+"""Adam variants from the thesis notepad (the 2025 thesis notepad), as pure rules over run stacks.
 
 Each has the signature of ``rules.adamw`` (decoupled decay of any kind in
 ``optlab.optim.decay``, applied to θ_{t−1} first) and reads v as Adam does:
@@ -41,7 +41,7 @@ def nested_adam(
     bias_correction: str = "standard",
     **decay_options,
 ) -> tuple[Tensor, State]:
-    """Nested moving-average Adam (seed 001, "Coupling of momentum and RMS"): normalise first,
+    """Nested moving-average Adam (the 2025 thesis notepad, "Coupling of momentum and RMS"): normalise first,
     then average,
 
     x_t = g_t/√(v̂_t + ε),   K_t = β1 K_{t−1} + (1−β1) x_t,   θ_t = θ − η K̂_t
@@ -122,7 +122,7 @@ def blockwise_adam(
     **decay_options,
 ) -> tuple[Tensor, State]:
     """Adam with one second moment per block (the Adam-mini idea, Zhang et al. 2024, in
-    seed 001): for each block B of ``block_mean``,
+    the 2025 thesis notepad): for each block B of ``block_mean``,
 
     v_B = β2 v_B + (1−β2)·mean_{i∈B} g_i²,   θ_t = θ − η m̂_t/(√v̂_B + ε)
 
@@ -151,7 +151,7 @@ def harmonic_adam(
     decay: str = "l2",
     **decay_options,
 ) -> tuple[Tensor, State]:
-    """The harmonic-mean step (seed 001, January 2025): with Adam's step a = m̂_t/(√v̂_t + ε),
+    """The harmonic-mean step (the 2025 thesis notepad, January 2025): with Adam's step a = m̂_t/(√v̂_t + ε),
     each coordinate moves by the harmonic combination of |a| and η_t, in Adam's direction,
 
     θ_t = θ − sign(a)/(1/|a| + 1/η_t) = θ − η_t·a/(η_t + |a|)

@@ -70,7 +70,7 @@ def step_ratios(obs: Observation) -> dict[str, Tensor]:
 
 
 def decayed_init(obs: Observation) -> dict[str, Tensor]:
-    """The notepad's closed form of decoupled L2 decay (seed 001): w_k = P_k·w_0 − Σ_j η_j·
+    """The notepad's closed form of decoupled L2 decay (the 2025 thesis notepad): w_k = P_k·w_0 − Σ_j η_j·
     Π_{i>j}(1 − λη_i)·s_j with P_k = Π_{i≤k}(1 − λη_i). Per tensor, ``<tensor>/distance``
     = ‖w_k − P_k w_0‖ (how far the steps carried w beyond its decayed start) and
     ``<tensor>/angle`` between w_k and w_0 (radians); only for rules with decoupled L2 decay."""
