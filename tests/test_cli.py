@@ -33,6 +33,7 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["run", "digits", "--set", "train.data=stream"], "train.data"),
         (["run", "digits", "--set", "model.name=no_such_pkg.nets:make"], "cannot import"),
         (["run", "charlm", "--set", "task.sha256=beef"], "task.sha256: the text"),
+        (["run", "ladder", "--set", "task.seed=4294967296"], "task.seed: 4294967296"),
         (["run", "ladder", "--set", "optimizer.name=adamx"], "valid: adamw"),
         (["run", "ladder", "--set", "optimizer.decay=l3"], "valid: l2, l1, min, none"),
         (["run", "ladder", "--seeds", "0"], "--seeds: 0"),
@@ -219,3 +220,42 @@ def test_task_describes_every_task_in_its_own_terms():
     assert text["sha256"] == pinned  # the catalog's text is this Python's
     mismatch = runner.invoke(app, ["task", "charlm", "--set", "task.sha256=beef"])
     assert mismatch.exit_code == 2 and "task.sha256: the text" in mismatch.output
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [(b"name = [unclosed", "is not valid TOML"), (b"\xff\xfe\x00binary", "is not text")],
+)
+def test_an_experiment_file_that_is_not_toml_is_refused_with_one_line(tmp_path, content, fragment):
+    spec = tmp_path / "bad.toml"
+    spec.write_bytes(content)
+    store = tmp_path / "store" / "optlab.db"
+    result = runner.invoke(app, ["run", str(spec), "--store", str(store)])
+    assert result.exit_code == 2 and fragment in result.output
+    assert result.output.strip().count("\n") == 0 and not store.parent.exists()
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63])
+def test_a_seed_the_generator_cannot_take_is_refused_with_one_line(tmp_path, seed):
+    spec = tmp_path / "seeds.toml"
+    spec.write_text(f'name = "s"\nseeds = [{seed}]\n[base.train]\nsteps = 2\n')
+    store = tmp_path / "store" / "optlab.db"
+    result = runner.invoke(app, ["run", str(spec), "--store", str(store)])
+    assert result.exit_code == 2 and f"train.seed: {seed}" in result.output
+    assert result.output.strip().count("\n") == 0 and not store.parent.exists()
+
+
+def test_a_file_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path):
+    import optlab
+    from optlab.errors import StoreError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, " * 100)
+    before = notes.read_bytes()
+    for command in (["show"], ["report", "--out", str(tmp_path / "r.html")]):
+        result = runner.invoke(app, [*command, "--store", str(notes)])
+        assert result.exit_code == 2 and "is not an optlab store" in result.output
+    with pytest.raises(StoreError, match="is not an optlab store"):
+        optlab.load(notes)
+    assert notes.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -27,6 +27,7 @@ from optlab.config import (
     load_suite,
     parse_override,
 )
+from optlab.errors import StoreError
 from optlab.store import DEFAULT_STORE, Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -54,6 +55,14 @@ MaxMemoryOpt = Annotated[
 def fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def open_store(path: Path) -> Store:
+    """The store at ``path``, or exit 2 with one line if the file is something else."""
+    try:
+        return Store(path)
+    except StoreError as err:
+        fail(str(err))
 
 
 def plan(
@@ -120,7 +129,7 @@ def run(
     check_workers(workers)
     budget = memory_budget(max_memory)
     specs, planned = plan(experiment, set_, profile, seeds)
-    db = Store(store)
+    db = open_store(store)
     train(specs, planned, db, workers, max_memory=budget)
     run_ids = {p.run_id for p in planned}
     if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
@@ -333,7 +342,7 @@ def show(
     """The runs in the store with their status and final metrics."""
     if not store.exists():
         fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
-    db = Store(store)
+    db = open_store(store)
     if as_json:
         typer.echo(json.dumps(records(db, experiment), indent=1))
     else:
@@ -397,6 +406,7 @@ def report(
     (mean ± 95% interval over seeds) and figures; prints the report's path."""
     if not store.exists():
         fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
+    open_store(store).close()
     if out.suffix.lower() not in (".html", ".htm"):
         fail(f"--out: {str(out)!r} is not allowed: the report is an .html file")
     from optlab.viz.report import write_report
@@ -419,6 +429,7 @@ def export_tensorboard(
     per run (view with `tensorboard --logdir OUT`)."""
     if not store.exists():
         fail(f"--store: {str(store)!r} does not exist (run an experiment first)")
+    open_store(store).close()
     try:
         import tensorboard  # noqa: F401
     except ImportError:
@@ -449,7 +460,7 @@ def reproduce(
     check_workers(workers)
     budget = memory_budget(max_memory)
     specs, planned = plan(suite, None, profile, seeds)
-    db = Store(store)
+    db = open_store(store)
     train(specs, planned, db, workers, err_console if as_json else console, budget)
     convergence.record(db, sorted({p.run_id for p in planned}))
     tables = {spec.name: cells(db, spec.name) for spec in specs}

@@ -60,7 +60,7 @@ class VoronoiTaskSpec(_Strict):
     dim: int = Field(2, ge=1)
     classes: int = Field(2, ge=2)
     rule: Literal["paper", "euclidean"] = "paper"
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32, description="NumPy's legacy generator takes 32 bits")
     n_eval: int = Field(10_000, ge=1)
     n_test: int = Field(10_000, ge=1)
     n_train: int = Field(10_000, ge=1, description="training-set size in dataset mode")
@@ -77,7 +77,9 @@ class DigitsTaskSpec(_Strict):
     """scikit-learn's bundled 8×8 digits (see ``optlab.tasks.digits``)."""
 
     name: Literal["digits"]
-    seed: int = Field(0, ge=0, description="fixes the stratified train / eval / test split")
+    seed: int = Field(
+        0, ge=0, lt=2**32, description="fixes the stratified train / eval / test split"
+    )
     eval_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
 
@@ -337,7 +339,7 @@ class TrainSpec(_Strict):
     data: Literal["stream", "dataset"] | None = Field(
         None, description="None: stream where the task draws fresh points (voronoi), else dataset"
     )
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**63, description="initialisation and sampling")
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = Field(
@@ -588,7 +590,12 @@ def _read_tree(source: str | Path | dict) -> dict:
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
             raise SpecError(f"experiment file {str(path)!r} does not exist")
-        return tomllib.loads(path.read_text())
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise SpecError(f"experiment file {str(path)!r} is not text (TOML is UTF-8)") from None
+        except tomllib.TOMLDecodeError as err:
+            raise SpecError(f"experiment file {str(path)!r} is not valid TOML: {err}") from None
     return tomllib.loads(catalog_path(str(source)).read_text())
 
 
