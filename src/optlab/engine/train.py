@@ -3,9 +3,10 @@
 Parameters are stacked on a leading run axis; the loss is the sum over runs of each
 run's mean loss (the task's: cross-entropy or ½·squared error), so each run's slice of
 the gradient is exactly its own gradient. Buffers (BatchNorm's running statistics) are
-stacked the same way, per run, and passed to the model beside the parameters. Metrics stay on the device and reach the store once per ``eval_every``
-steps: per-step training loss, eval loss and accuracy (also at step 0), and test
-loss and accuracy at the end. A run whose training loss turns NaN or infinite is
+stacked the same way, per run, and passed to the model beside the parameters. Metrics
+stay on the device and reach the store once per ``eval_every`` steps: per-step training
+loss, eval loss and accuracy (also at step 0) and the task's own metrics (bits per
+character), and the same on the test set at the end. A run whose training loss turns NaN or infinite is
 recorded as diverged at that step; the other runs of its group go on.
 """
 
