@@ -13,29 +13,33 @@ def round_trip():  # a step's activations: eight 4 MiB tensors written, then all
     kept = [torch.empty(2**20).fill_(1.0) for _ in range(8)]
     del kept
 round_trip()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+faults = []
 for _ in range(20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     round_trip()
-print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(took, *faults)
 """
 
 
-TOUCHED = 20 * 8 * 1024  # pages written over the 20 rounds
+ROUND = 8 * 1024  # pages written in one round
 
 
-def _faults(mode: str) -> tuple[str, int]:
+def _faults(mode: str) -> tuple[str, list[int]]:
     out = subprocess.run(
         [sys.executable, "-c", ROUNDS, mode], capture_output=True, text=True, check=True
     ).stdout.split()
-    return out[0], int(out[1])
+    return out[0], [int(n) for n in out[1:]]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc")
 def test_freed_activations_are_reused_without_page_faults():
     took, kept = _faults("keep")
     assert took == "True"
-    assert kept < 0.01 * TOUCHED
+    # reused: the rounds fault nothing, but for a stray tensor's pages now and then
+    # (seen: one or two 4 MiB tensors in 20 rounds, as the process's other allocations move)
+    assert sum(n > 0.01 * ROUND for n in kept) <= 2 and sum(kept) < 0.05 * 20 * ROUND
     # glibc's default trims the freed heap and faults it in again: here all of it in most
     # processes (163k faults), in others a part (9k, the least seen)
     took, default = _faults("default")
-    assert took == "False" and default > 1000
+    assert took == "False" and sum(default) > 1000
