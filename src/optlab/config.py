@@ -674,4 +674,4 @@ def make_optimizer(
         raise SpecError(_format_error(err, "optimizer", OptimizerSpec)) from None
     if spec.name not in OPTIMIZERS:
         raise SpecError(f"name: {name!r} is a torch.optim import path; construct it directly")
-    return RuleShell(params, spec, steps, seed)
+    return RuleShell(params, spec, OPTIMIZERS[spec.name], steps, seed)

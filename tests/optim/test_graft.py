@@ -62,7 +62,12 @@ def test_graft_takes_the_magnitudes_length_and_the_directions_direction():
     for mode in ("tensor", "global"):
         hyper = {"magnitude": sgd, "direction": adam, "graft": mode}
         moved, _ = graft_tree(
-            params, grads, {k: {} for k in params}, 1, dict.fromkeys(params, hyper)
+            params,
+            grads,
+            {k: {} for k in params},
+            1,
+            dict.fromkeys(params, hyper),
+            rules=OPTIMIZERS,
         )
         deltas = {k: moved[k] - params[k] for k in params}
         for k, p in params.items():
@@ -83,5 +88,7 @@ def test_graft_with_a_still_direction_stays_put():
     p = torch.ones(1, 3, dtype=torch.float64)
     child_m = {"rule": "sgd", **HYPER["sgd"]}
     child_d = {"rule": "sgd", **{**HYPER["sgd"], "lr": 1e-2}}
-    out, _ = graft(p, torch.zeros_like(p), {}, 1, magnitude=child_m, direction=child_d)
+    out, _ = graft(
+        p, torch.zeros_like(p), {}, 1, magnitude=child_m, direction=child_d, rules=OPTIMIZERS
+    )
     assert torch.equal(out, p)  # Δ_D = 0: no direction, no step (not 0/0)

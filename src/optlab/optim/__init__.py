@@ -9,6 +9,7 @@ fields.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,8 +119,14 @@ OPTIMIZERS: dict[str, Rule] = {
         sign.signum_init,
         lambda s: {"lr": s.lr, "beta1": s.betas[0], **_decoupled_hyper(s)},
     ),
-    "graft": Rule(graft, _no_state, _graft_hyper, tree=graft_tree),
 }
+# a graft's children are rules of this registry, which then holds graft too
+OPTIMIZERS["graft"] = Rule(
+    functools.partial(graft, rules=OPTIMIZERS),
+    _no_state,
+    _graft_hyper,
+    tree=functools.partial(graft_tree, rules=OPTIMIZERS),
+)
 
 
 def resolve_import_path(name: str) -> type[torch.optim.Optimizer] | None:

@@ -8,6 +8,8 @@ state; the graft's hyperparameters hold each child's as a dict with its rule's n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
@@ -15,17 +17,18 @@ from optlab.optim.rules import State
 from optlab.stacking import per_run, run_axes
 
 
-def _registry() -> dict:
-    from optlab.optim import OPTIMIZERS  # the registry holds this rule too
-
-    return OPTIMIZERS
-
-
 def _child_steps(
-    param: Tensor, grad: Tensor, state: State, step: int, magnitude: dict, direction: dict
+    param: Tensor,
+    grad: Tensor,
+    state: State,
+    step: int,
+    magnitude: dict,
+    direction: dict,
+    rules: Mapping,
 ) -> tuple[Tensor, Tensor, State]:
-    """Δ_M = M(θ, g) − θ and Δ_D = D(θ, g) − θ, and both children's new state."""
-    rules, deltas, new_state = _registry(), [], {}
+    """Δ_M = M(θ, g) − θ and Δ_D = D(θ, g) − θ, and both children's new state; ``rules``
+    maps a child's name to its rule (the registry that holds graft too passes itself)."""
+    deltas, new_state = [], {}
     for role, child in (("magnitude", magnitude), ("direction", direction)):
         prefix = f"{role}."
         own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
@@ -57,6 +60,7 @@ def graft(
     *,
     magnitude: dict,
     direction: dict,
+    rules: Mapping,
     graft: str = "tensor",
 ) -> tuple[Tensor, State]:
     """Graft(M, D) on one tensor (layer-wise, as Agarwal et al. run it in practice):
@@ -67,7 +71,7 @@ def graft(
     per-tensor form whatever ``graft`` says; ``graft_tree``, which the engine and the shells
     call, takes the norms over all parameters together for ``graft = "global"``.
     """
-    dm, dd, new_state = _child_steps(param, grad, state, step, magnitude, direction)
+    dm, dd, new_state = _child_steps(param, grad, state, step, magnitude, direction, rules)
     scale = _ratio(_sq_norm(dm), _sq_norm(dd))
     return param + per_run(scale, param.dim()) * dd, new_state
 
@@ -78,12 +82,14 @@ def graft_tree(
     states: dict[str, State],
     step: int,
     hypers: dict[str, dict],
+    *,
+    rules: Mapping,
 ) -> tuple[dict[str, Tensor], dict[str, State]]:
     """Graft over a dict of parameters: per tensor, or with ‖Δ_M‖ and ‖Δ_D‖ taken over all
     parameters of each run (``graft = "global"``, the seed's w as one vector)."""
     steps = {
         k: _child_steps(
-            p, grads[k], states[k], step, hypers[k]["magnitude"], hypers[k]["direction"]
+            p, grads[k], states[k], step, hypers[k]["magnitude"], hypers[k]["direction"], rules
         )
         for k, p in params.items()
     }

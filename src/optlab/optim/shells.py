@@ -161,7 +161,7 @@ def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay:
 
 
 class RuleShell(torch.optim.Optimizer):
-    """A torch.optim shell over any rule in ``OPTIMIZERS``, built from an ``OptimizerSpec``
+    """A torch.optim shell over ``rule`` (one of ``OPTIMIZERS``), built from an ``OptimizerSpec``
     (use ``optlab.config.make_optimizer``): its hyperparameters, schedules and decay as in the engine.
 
     All parameters of a group step together (one step count, one call of the rule's tree
@@ -169,10 +169,10 @@ class RuleShell(torch.optim.Optimizer):
     that does not set its own; ``seed`` seeds decay dropout's generator.
     """
 
-    def __init__(self, params: Iterable, spec, steps: int | None = None, seed: int = 0) -> None:
-        from optlab.optim import OPTIMIZERS
-
-        self.spec, self.rule = spec, OPTIMIZERS[spec.name]
+    def __init__(
+        self, params: Iterable, spec, rule, steps: int | None = None, seed: int = 0
+    ) -> None:
+        self.spec, self.rule = spec, rule
         self.lr_factor, self.eps_factor, self.eps_lr_ratio = optimizer_schedules(spec, steps)
         self.generators = [torch.Generator().manual_seed(seed)]
         defaults = self.rule.hyper(spec)

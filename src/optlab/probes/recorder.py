@@ -36,7 +36,7 @@ class Recorder:
         self.optimizer = optimizer
         self.eval_every, self.array_every = eval_every, spec.array_every
         self.scale_invariant, self.task = scale_invariant, task or {}
-        self.scalars_of = scalars_of
+        self.scalars_of = scalars_of if "scalars" in spec.record else None
         self.init = {k: p.detach().clone() for k, p in params.items()} if "init" in needs else None
         self.wants_update = "update" in needs
         self.wants_predictions = "predictions" in needs
