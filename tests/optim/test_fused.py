@@ -6,9 +6,66 @@ import torch
 from optlab.config import OptimizerSpec
 from optlab.engine.optimizer import StackedOptimizer
 from optlab.optim import rules
-from optlab.optim.fused import fused_adamw_, run_numbers
+from optlab.optim.fused import fused_adamw_, kernel_agrees, run_numbers
 
 HYPER = dict(lr=1e-2, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1)
+CPU = torch.device("cpu")
+REAL_KERNEL = getattr(torch, "_fused_adamw_", None)
+
+
+@pytest.fixture(autouse=True)
+def fresh_check():
+    """Each test sees the kernel check made anew, so a kernel patched away does not stay
+    decided for the tests after it."""
+    kernel_agrees.cache_clear()
+    yield
+    kernel_agrees.cache_clear()
+
+
+def _decay_read_as_a_factor(*args, **kw):
+    """A kernel whose λ became θ ← θ(1 − λ), without η: a change of meaning, not a crash."""
+    return REAL_KERNEL(*args, **{**kw, "weight_decay": kw["weight_decay"] / kw["lr"]})
+
+
+def _new_signature(*args, **kw):
+    raise TypeError("_fused_adamw_() got an unexpected keyword argument 'beta1'")
+
+
+KERNELS = {
+    "gone": None,
+    "other meaning": _decay_read_as_a_factor,
+    "other signature": _new_signature,
+}
+
+
+def _patch_kernel(monkeypatch, kernel):
+    if kernel is None:
+        monkeypatch.delattr(torch, "_fused_adamw_")
+    else:
+        monkeypatch.setattr(torch, "_fused_adamw_", kernel)
+
+
+def test_this_torch_has_a_kernel_that_agrees_on_the_cpu():
+    """torch 2.13's CPU kernel passes the check in every float dtype the engine trains in."""
+    assert all(kernel_agrees(d, CPU) for d in (torch.float64, torch.float32, torch.bfloat16))
+
+
+@pytest.mark.parametrize("kernel", KERNELS.values(), ids=KERNELS)
+def test_without_a_kernel_that_agrees_the_step_is_the_pure_rules(monkeypatch, kernel):
+    """Missing, changed in meaning, or changed in signature: the check says no, once, and
+    ``fused_adamw_`` takes the pure rule's steps exactly (the same operations, so equal bits)."""
+    _patch_kernel(monkeypatch, kernel)
+    g = torch.Generator().manual_seed(0)
+    pure = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    fallback, state, fallback_state = pure.clone(), rules.adam_init(pure), rules.adam_init(pure)
+    for t in range(1, 11):
+        grad = torch.randn(pure.shape, generator=g, dtype=torch.float64)
+        pure, state = rules.adamw(pure, grad, state, t, **HYPER)
+        fused_adamw_([fallback], [grad], [fallback_state], torch.tensor(float(t)), **HYPER)
+    assert kernel_agrees.cache_info()[:2] == (9, 1)  # checked on the first step, then recalled
+    assert not kernel_agrees(torch.float64, CPU)
+    assert torch.equal(fallback, pure)
+    assert all(torch.equal(fallback_state[k], v) for k, v in state.items())
 
 
 @pytest.mark.parametrize(
@@ -43,7 +100,13 @@ def _train(opt, params, steps=50):
     return params
 
 
-def test_the_engine_takes_the_fused_path_with_schedules_and_decay_groups_unchanged():
+@pytest.mark.parametrize("kernel", ["real", "gone"])
+def test_the_engine_takes_the_fused_path_with_schedules_and_decay_groups_unchanged(
+    monkeypatch, kernel
+):
+    """With the kernel or, where it is gone, by the fallback inside ``fused_adamw_``."""
+    if kernel == "gone":
+        _patch_kernel(monkeypatch, None)
     spec = OptimizerSpec(
         lr=3e-2,
         weight_decay=0.1,

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable, Iterable
 
 import torch
+from torch import Tensor
 
 from optlab.optim import rules
 from optlab.optim.apply import at_step, tree_step, with_generators
@@ -28,43 +29,119 @@ def _nonnegative(**values: float) -> None:
         _check(name, value, value >= 0, ">= 0")
 
 
+def _check_lr(lr: float | Tensor) -> None:
+    one = not isinstance(lr, Tensor) or lr.numel() == 1
+    _check("lr", lr, one, "a number or a 1-element tensor")
+    _nonnegative(lr=lr)
+
+
+def _accepted(fn: Callable, values: dict) -> dict:
+    """The entries of ``values`` that ``fn`` takes as keyword arguments."""
+    names = inspect.signature(fn).parameters
+    return {k: v for k, v in values.items() if k in names}
+
+
 class RuleOptimizer(torch.optim.Optimizer):
-    """Applies ``update`` (a rule from ``optlab.optim.rules``) to every parameter with a grad."""
+    """Applies its rule (from ``optlab.optim.rules``) to every parameter with a grad, as a
+    stack of one run; a tensor hyperparameter (a tensor ``lr``) is that run's value.
+
+    torch.optim's kernel options are accepted with torch's meaning where it is about the
+    numbers: ``maximize`` steps on −g, and ``differentiable`` runs the step with autograd on,
+    so a parameter that is not a leaf keeps the step in its graph. ``foreach`` and ``fused``
+    choose among torch's kernels and change nothing here (every step is the pure rule), and
+    ``capturable`` neither: the step count is read on the host, so a step syncs and cannot be
+    captured in a CUDA graph.
+    """
 
     update: Callable
     init_state: Callable
 
+    def rule(self, group: dict) -> Callable:
+        """The update rule of ``group``."""
+        return type(self).update
+
     def hyper(self, group: dict) -> dict:
         """The group's settings as the rule's keyword arguments (betas split into beta1, beta2)."""
-        names = inspect.signature(type(self).update).parameters
-        out = {k: v for k, v in group.items() if k in names}
+        values = dict(group)
         if "betas" in group:
-            out["beta1"], out["beta2"] = group["betas"]
-        return out
+            values["beta1"], values["beta2"] = group["betas"]
+        values = {k: v.reshape(1) if isinstance(v, Tensor) else v for k, v in values.items()}
+        return _accepted(self.rule(group), values)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def __setstate__(self, state: dict) -> None:
+        """Options a loaded state lacks (torch.optim's, or an older optlab's) take their defaults."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for k, v in self.defaults.items():
+                group.setdefault(k, v)
+
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            hyper = self.hyper(group)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state.update(self.init_state(p))
-                state["step"] += 1
-                tensors = {k: v[None] for k, v in state.items() if k != "step"}
-                new_p, new_state = type(self).update(
-                    p[None], p.grad[None], tensors, int(state["step"]), **hyper
-                )
-                p.copy_(new_p[0])
-                state.update({k: v[0] for k, v in new_state.items()})
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            for group in self.param_groups:
+                self._step_group(group)
         return loss
+
+    def _step_group(self, group: dict) -> None:
+        rule, hyper = self.rule(group), self.hyper(group)
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state.update(self.init_state(p, **_accepted(self.init_state, group)))
+            state["step"] += 1
+            grad = -p.grad if group["maximize"] else p.grad
+            tensors = {k: v[None] for k, v in state.items() if k != "step"}
+            new_p, new_state = rule(p[None], grad[None], tensors, int(state["step"]), **hyper)
+            p.copy_(new_p[0])
+            state.update({k: v[0] for k, v in new_state.items()})
+
+
+class Adam(RuleOptimizer):
+    """Drop-in for ``torch.optim.Adam``: coupled L2 (``rules.adam``), or with
+    ``decoupled_weight_decay`` the decoupled l2 of ``rules.adamw``, as torch's."""
+
+    init_state = staticmethod(rules.adam_init)
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        _check_adam(lr, betas, eps, weight_decay)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def rule(self, group: dict) -> Callable:
+        return rules.adamw if group["decoupled_weight_decay"] else rules.adam
 
 
 class AdamW(RuleOptimizer):
@@ -76,38 +153,40 @@ class AdamW(RuleOptimizer):
     def __init__(
         self,
         params: Iterable,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decay: str = "l2",
     ) -> None:
         _check_adam(lr, betas, eps, weight_decay)
         _check("decay", decay, decay in DECAYS, f"one of {', '.join(DECAYS)}")
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decay=decay)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decay=decay,
+        )
         super().__init__(params, defaults)
 
 
-class Adam(RuleOptimizer):
-    """Drop-in for ``torch.optim.Adam`` (coupled L2; see ``rules.adam``)."""
-
-    update = staticmethod(rules.adam)
-    init_state = staticmethod(rules.adam_init)
-
-    def __init__(
-        self,
-        params: Iterable,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-    ) -> None:
-        _check_adam(lr, betas, eps, weight_decay)
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
-
-
 class SGD(RuleOptimizer):
-    """Drop-in for ``torch.optim.SGD`` without dampening (see ``rules.sgd``)."""
+    """Drop-in for ``torch.optim.SGD`` (see ``rules.sgd``). As torch's, it keeps no momentum
+    where μ = 0, so dampening applies only with momentum."""
 
     update = staticmethod(rules.sgd)
     init_state = staticmethod(rules.momentum_init)
@@ -115,15 +194,43 @@ class SGD(RuleOptimizer):
     def __init__(
         self,
         params: Iterable,
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         momentum: float = 0.0,
-        weight_decay: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float | Tensor = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        _nonnegative(lr=lr, momentum=momentum, weight_decay=weight_decay)
-        _check("nesterov", nesterov, not nesterov or momentum > 0, "needs momentum > 0")
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        _check_lr(lr)
+        _nonnegative(momentum=momentum, weight_decay=weight_decay)
+        _check(
+            "nesterov",
+            nesterov,
+            not nesterov or (momentum > 0 and dampening == 0),
+            "needs momentum > 0 and dampening 0",
+        )
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+            differentiable=differentiable,
+            fused=fused,
+        )
         super().__init__(params, defaults)
+
+    def hyper(self, group: dict) -> dict:
+        hyper = super().hyper(group)
+        if group["momentum"] == 0:
+            hyper["dampening"] = 0.0
+        return hyper
 
 
 class RMSprop(RuleOptimizer):
@@ -135,28 +242,38 @@ class RMSprop(RuleOptimizer):
     def __init__(
         self,
         params: Iterable,
-        lr: float = 1e-2,
+        lr: float | Tensor = 1e-2,
         alpha: float = 0.99,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
-        _nonnegative(lr=lr, eps=eps, weight_decay=weight_decay, momentum=momentum)
+        _check_lr(lr)
+        _nonnegative(eps=eps, weight_decay=weight_decay, momentum=momentum)
         _check("alpha", alpha, 0 <= alpha <= 1, "in [0, 1]")
-        keys = dict(
+        defaults = dict(
             lr=lr,
             alpha=alpha,
             eps=eps,
             weight_decay=weight_decay,
             momentum=momentum,
             centered=centered,
+            capturable=capturable,
+            foreach=foreach,
+            maximize=maximize,
+            differentiable=differentiable,
         )
-        super().__init__(params, keys)
+        super().__init__(params, defaults)
 
 
-def _check_adam(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
-    _nonnegative(lr=lr, eps=eps, weight_decay=weight_decay)
+def _check_adam(lr: float | Tensor, betas: tuple, eps: float, weight_decay: float) -> None:
+    _check_lr(lr)
+    _nonnegative(eps=eps, weight_decay=weight_decay)
     _check("betas", betas, all(0 <= b < 1 for b in betas), "each in [0, 1)")
 
 
@@ -180,7 +297,7 @@ class RuleShell(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():
