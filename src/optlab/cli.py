@@ -472,7 +472,13 @@ def reproduce(
                 {
                     "cells": {k: t.to_dict("records") for k, t in tables.items()},
                     "verdicts": [
-                        {"id": v.id, "paper": v.paper, "optlab": v.value, "verdict": v.verdict}
+                        {
+                            "id": v.id,
+                            "paper": v.paper,
+                            "optlab": v.value,
+                            "verdict": v.verdict,
+                            "seeds_needed": v.seeds_needed,
+                        }
                         for v in verdicts
                     ],
                     "tests": tests,
@@ -486,9 +492,12 @@ def reproduce(
         print_cells(name, table)
     if not verdicts:
         return
-    out = Table("claim", "source", "paper", "optlab (mean [95% CI], n seeds)", "verdict")
+    out = Table(
+        "claim", "source", "paper", "optlab (mean [95% t CI], n seeds)", "verdict", "seeds needed"
+    )
     for v in verdicts:
-        out.add_row(v.text, v.source, v.paper, v.value, v.verdict)
+        needed = "–" if v.seeds_needed is None else str(v.seeds_needed)
+        out.add_row(v.text, v.source, v.paper, v.value, v.verdict, needed)
     console.print(out)
     console.print(f"profile {profile}. {method_note(tests)}")
 

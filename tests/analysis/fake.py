@@ -8,14 +8,23 @@ from optlab.store import Store
 Finals = Callable[[PlannedRun], dict[str, float]]
 
 
-def fake_store(path, spec: dict, finals: Finals, params: Callable | None = None) -> Store:
+def fake_store(
+    path,
+    spec: dict,
+    finals: Finals,
+    params: Callable | None = None,
+    done: Callable[[PlannedRun], bool] | None = None,
+) -> Store:
     """Plan ``spec``'s runs and finish each with ``finals(run)`` ({"test_accuracy": …}) at step
-    100, and optionally ``params(run)`` rows {metric name: [(step, value), …]} (split params)."""
+    100, and optionally ``params(run)`` rows {metric name: [(step, value), …]} (split params).
+    With ``done``, the runs it rejects stay pending (the analysis reads finished runs only)."""
     experiment = load_experiment(spec)
     planned = expand(experiment)
     store = Store(path)
     store.plan(planned, [experiment])
     for run in {p.run_id: p for p in planned}.values():
+        if done is not None and not done(run):
+            continue
         store.start([run.run_id], "cpu")
         rows = []
         for key, value in finals(run).items():

@@ -44,19 +44,29 @@ def test_without_tune_axes_every_run_counts(tmp_path):
     assert len(table) == 4 and set(table["seeds"]) == {3}  # a cell per case × grid value
 
 
-def test_cells_compare_to_the_baseline_with_welch_and_holm(tmp_path):
+def test_cells_compare_to_the_baseline_paired_by_seed_with_holm(tmp_path):
     from optlab.analysis.stats import welch
 
     spec = {**SPEC, "cases": {**SPEC["cases"], "z": {"model.nonlinearity": "swish"}}}
     table = cells(fake_store(tmp_path / "s.db", {**spec, "baseline": "x"}, finals), "tuned")
     table = table.set_index("case")
-    # y keeps lr 1e-2: 0.91, 0.92, 0.93 against x's 0.81, 0.82, 0.83 (lr 1e-3).
+    # y keeps lr 1e-2: 0.91, 0.92, 0.93 against x's 0.81, 0.82, 0.83 (lr 1e-3). The seed's
+    # +0.01 is common to both, so paired by seed every difference is 0.10: the interval
+    # shrinks to a point and p to nothing, where Welch's test of the same numbers gives 0.0013.
+    assert table.loc["y", "method"] == "paired"
     assert table.loc["y", "delta"] == pytest.approx(0.10)
-    assert table.loc["y", "delta_lo"] <= 0.10 <= table.loc["y", "delta_hi"]
-    p = welch([0.91, 0.92, 0.93], [0.81, 0.82, 0.83])[2]
-    assert table.loc["y", "p"] == pytest.approx(p)
-    assert table.loc["y", "p_holm"] == pytest.approx(min(1.0, 2 * p))  # two comparisons
+    assert table.loc["y", "delta_lo"] == pytest.approx(0.10) == table.loc["y", "delta_hi"]
+    assert table.loc["y", "p"] < 1e-12 < welch([0.91, 0.92, 0.93], [0.81, 0.82, 0.83])[2]
+    assert table.loc["y", "p_holm"] == pytest.approx(min(1.0, 2 * table.loc["y", "p"]))
     assert math.isnan(table.loc["x", "delta"]) and set(table["comparisons"]) == {2}
+    # the cell's own interval: 0.92 ± t_{0.975,2}·0.01/√3 = ± 4.302653·0.005774 = ± 0.024841
+    assert table.loc["y", "test_accuracy_lo"] == pytest.approx(0.92 - 0.024841, abs=1e-6)
+
+
+def test_no_comparison_from_two_seeds(tmp_path):
+    spec = {**SPEC, "seeds": [1, 2], "baseline": "x"}
+    table = cells(fake_store(tmp_path / "s.db", spec, finals), "tuned").set_index("case")
+    assert math.isnan(table.loc["y", "delta"]) and set(table["comparisons"]) == {0}
 
 
 def test_baseline_must_be_a_case():

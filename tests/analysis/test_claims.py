@@ -1,8 +1,20 @@
 """Each claim rule on synthetic stores whose verdict is known by construction."""
 
+import math
+
+import numpy as np
 import pytest
 
-from optlab.analysis.claims import FAILS, HOLDS, INCONCLUSIVE, judge, load_claims
+from optlab.analysis.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    Check,
+    Verdict,
+    judge,
+    load_claims,
+    method_note,
+)
 from tests.analysis.fake import fake_store
 
 CASES = [
@@ -22,18 +34,28 @@ AS_THE_PAPER = {
 }  # fmt: skip
 SEEDS = [1, 2, 3, 4, 5]
 STEPS = range(0, 1001, 100)
+NOISE = np.random.default_rng(7).standard_normal((len(CASES), 16))  # per case and seed
 
 
-def _final_store(path, accuracy: dict[str, float], final_norm_slope: float = 1e-3):
+def _final_store(
+    path,
+    accuracy: dict[str, float],
+    final_norm_slope: float = 1e-3,
+    noise: float = 0.0,
+    seeds: list[int] = SEEDS,
+):
+    """Each case's accuracy, moved by its seed's shared jitter (the same in every case, as a
+    shared data stream would), plus ``noise`` times a draw of its own per case and seed."""
     spec = {
         "name": "final",
         "base": {"model": {"name": "final", "hidden_dim": 8}},
         "cases": {c: {"task.n_eval": 100 + i} for i, c in enumerate(CASES)},  # distinct runs
-        "seeds": SEEDS,
+        "seeds": seeds,
     }
 
     def finals(run):
-        jitter = 0.002 * (run.spec.train.seed - 3)
+        seed = run.spec.train.seed
+        jitter = 0.002 * (seed - 3) + noise * NOISE[CASES.index(run.case), seed]
         return {"test_accuracy": accuracy[run.case] + jitter, "eval_loss": 0.5}
 
     def params(run):
@@ -59,6 +81,13 @@ def test_every_final_model_claim_holds_on_a_store_built_to_agree(tmp_path):
         c["id"]: HOLDS for c in load_claims() if c["experiment"] == "final"
     }
     assert tests == 2 + 1 + 2 + 1  # better ×2, trend, better ×2, trend: Holm over six
+    # Every comparison is paired by seed, which cancels the shared jitter: three seeds would do.
+    checks = [c for v in verdicts.values() for c in v.checks]
+    assert {c.method for c in checks} == {"t", "paired", "per seed"}
+    assert "baseline − swish = +0.0700 [+0.0700, +0.0700] paired n=5" in (
+        verdicts["relu_beats_swish_gelu"].value
+    )
+    assert {v.seeds_needed for v in verdicts.values()} == {3}
 
 
 def test_claims_fail_where_the_store_disagrees(tmp_path):
@@ -81,35 +110,127 @@ def test_claims_fail_where_the_store_disagrees(tmp_path):
 
 
 def test_overlapping_cells_are_inconclusive(tmp_path):
+    # Differences of 0.001 and 0.002 against per-seed noise of sd 0.003 in each case.
     near = {**AS_THE_PAPER, "baseline": 0.751, "gelu": 0.750, "swish": 0.749}
-    verdicts, _ = _by_id(_final_store(tmp_path / "s.db", near), {"final"})
+    verdicts, _ = _by_id(_final_store(tmp_path / "s.db", near, noise=0.003), {"final"})
     assert verdicts["baseline_accuracy"].verdict == INCONCLUSIVE  # straddles 0.75
     assert verdicts["relu_beats_swish_gelu"].verdict == INCONCLUSIVE
+    assert verdicts["relu_beats_swish_gelu"].seeds_needed > 5  # more seeds would tell
 
 
-@pytest.mark.parametrize("l1_settles,expected", [(True, HOLDS), (False, FAILS)])
-def test_l1_settles_and_lowers_the_loss(tmp_path, l1_settles, expected):
+def test_fewer_than_three_seeds_decide_nothing(tmp_path):
+    verdicts, tests = _by_id(_final_store(tmp_path / "s.db", AS_THE_PAPER, seeds=[1, 2]), {"final"})
+    assert {v.verdict for v in verdicts.values()} == {INCONCLUSIVE}
+    assert tests == 0  # no test from two seeds, so none to correct for
+    for v in verdicts.values():
+        assert all("2 seeds; at least 3 needed" in c.value for c in v.checks), v.value
+        assert "[" not in v.value  # no interval quoted
+    assert verdicts["baseline_accuracy"].value == "baseline 0.7670: 2 seeds; at least 3 needed"
+    # the estimate still tells how many seeds would decide: 0.767 ± 0.0014 is far inside 0.77 ± 0.02
+    assert verdicts["baseline_accuracy"].seeds_needed == 3
+
+
+def _pair_store(path, paired: bool):
+    """Cases a and b over six seeds whose shared draw moves both by ±0.02; a is better by
+    0.004 ± 0.0005 in every seed. Paired, both cases ran every seed; unpaired, a ran seeds
+    1–3 and b seeds 4–6."""
     spec = {
-        "name": "optimization",
-        "base": {"model": {"name": "centers", "hidden_dim": 4}},
-        "cases": {"l2": {"optimizer.decay": "l2"}, "l1": {"optimizer.decay": "l1"}},
+        "name": "pair",
+        "base": {"model": {"name": "final", "hidden_dim": 8}},
+        "cases": {"a": {"task.n_eval": 100}, "b": {"task.n_eval": 101}},
+        "seeds": [1, 2, 3, 4, 5, 6],
+    }
+    shift = {1: 0.02, 2: -0.02, 3: 0.0, 4: 0.02, 5: -0.02, 6: 0.0}
+    own = {1: 0.0005, 2: -0.0005, 3: 0.0, 4: -0.0005, 5: 0.0005, 6: 0.0}
+
+    def finals(run):
+        seed = run.spec.train.seed
+        effect = 0.004 + own[seed] if run.case == "a" else 0.0
+        return {"test_accuracy": 0.7 + shift[seed] + effect, "eval_loss": 0.5}
+
+    def done(run):
+        return paired or (run.case == "a") == (run.spec.train.seed <= 3)
+
+    return fake_store(path, spec, finals, done=done)
+
+
+PAIR_CLAIMS = [
+    {"id": "better", "text": "a beats b", "rule": "better", "a": "a", "b": "b"},
+    {"id": "trend", "text": "rises from b to a", "rule": "trend", "cases": ["b", "a"]}
+    | {"x": [0, 1], "direction": "increasing"},
+]
+PAIR_CLAIMS = [{"experiment": "pair", "metric": "test_accuracy", **c} for c in PAIR_CLAIMS]
+
+
+@pytest.mark.parametrize(
+    "paired,expected,method", [(True, HOLDS, "paired n=6"), (False, INCONCLUSIVE, "Welch n=3/3")]
+)
+def test_pairing_by_seed_decides_what_welch_cannot(tmp_path, paired, expected, method):
+    verdicts, tests = judge(_pair_store(tmp_path / "s.db", paired), PAIR_CLAIMS)
+    better, trend = verdicts
+    assert tests == 2 and better.verdict == trend.verdict == expected
+    assert method in better.value
+    assert ("per-seed slopes, paired n=6" if paired else "one slope over 6 runs") in trend.value
+    # paired: differences 0.004 ± 0.0004 (p ≈ 1e-6); unpaired: the ±0.02 shifts swamp them
+    assert (better.checks[0].p < 1e-5) == paired and (better.checks[0].p > 0.5) != paired
+
+
+def test_seeds_needed_on_a_constructed_case(tmp_path):
+    # z: −2..2 scaled to sd 1. a = 0.76 + 0.02·z, b = 0.75 + 0.04·z: a's mean is 0.01 inside
+    # 0.77 ± 0.02 and a − b = 0.01 − 0.02·z is 0.01 from zero, both with sd 0.02. So both need
+    # the n with t_{0.975,n−1}·0.02/√n < 0.01 (one test: its Bonferroni level is 95%):
+    # n = 18, as 2.109816·0.02/√18 = 0.00995 and, at 17, 2.119905·0.02/√17 = 0.01028.
+    z = dict(zip(SEEDS, np.array([-2.0, -1.0, 0.0, 1.0, 2.0]) / math.sqrt(2.5), strict=True))
+    spec = {
+        "name": "power",
+        "base": {"model": {"name": "final", "hidden_dim": 8}},
+        "cases": {"a": {"task.n_eval": 100}, "b": {"task.n_eval": 101}},
         "seeds": SEEDS,
     }
 
     def finals(run):
-        loss = (0.30 if run.case == "l1" else 0.35) + 0.001 * run.spec.train.seed
-        return {"test_loss": loss, "eval_loss": loss}
-
-    def params(run):
         seed = run.spec.train.seed
-        still = run.case == ("l1" if l1_settles else "l2")
-        wobble = [(t, 1.0 + 0.01 * ((t // 100 + seed) % 2)) for t in STEPS]
-        drift = [(t, 1.0 + 1e-3 * t) for t in STEPS]
-        return {"centers/mean": wobble if still else drift, "scale/mean": wobble}
+        value = 0.76 + 0.02 * z[seed] if run.case == "a" else 0.75 + 0.04 * z[seed]
+        return {"test_accuracy": value, "eval_loss": 0.5}
 
-    store = fake_store(tmp_path / "o.db", spec, finals, params)
-    eval_rows = [(r, "eval", "loss", t, 0.3) for r in store.runs()["id"] for t in STEPS]
-    store.log(eval_rows)
-    verdicts, tests = _by_id(store, {"optimization"})
-    assert tests == 2
-    assert verdicts["l1_lower_loss_and_settles"].verdict == expected
+    claims = [
+        {"id": "approx", "rule": "approx", "case": "a", "target": 0.77, "tolerance": 0.02},
+        {"id": "better", "rule": "better", "a": "a", "b": "b"},
+    ]
+    claims = [
+        {"experiment": "power", "metric": "test_accuracy", "text": c["id"], **c} for c in claims
+    ]
+    (approx, better), tests = judge(fake_store(tmp_path / "s.db", spec, finals), claims)
+    assert tests == 1
+    assert approx.verdict == INCONCLUSIVE  # 0.76 ± 2.776·0.02/√5 = 0.76 ± 0.0248 straddles 0.75
+    assert better.verdict == INCONCLUSIVE  # t = 0.01/(0.02/√5) = 1.118, p = 0.33
+    assert better.checks[0].p == pytest.approx(0.326, abs=1e-3)
+    assert approx.seeds_needed == better.seeds_needed == 18
+
+
+def test_a_claims_seeds_are_the_fewest_to_fail_it_or_the_most_to_hold_it():
+    def verdict(*checks):
+        return Verdict("id", "text", "source", "paper", list(checks)).seeds_needed
+
+    holds5, holds18 = (
+        Check("a", leaning=HOLDS, seeds_needed=5),
+        Check("b", leaning=HOLDS, seeds_needed=18),
+    )
+    assert verdict(holds5, holds18) == 18  # both must hold
+    assert verdict(holds5, holds18, Check("c", leaning=FAILS, seeds_needed=7)) == 7  # one failure
+    assert verdict(holds5, Check("c", leaning=None)) is None  # c sits on its threshold
+    assert verdict(holds5, Check("c", leaning=HOLDS)) is None  # c's spread is unknown
+    assert verdict() is None
+
+
+def test_method_note_names_the_intervals_and_pairing():
+    note = method_note(6)
+    assert "Student-t" in note and "paired" in note and "Holm-corrected over 6 tests" in note
+
+
+def test_the_reports_verdict_table_shows_the_seeds_needed(tmp_path):
+    from optlab.viz.report import _claims_section
+
+    page = _claims_section(_final_store(tmp_path / "s.db", AS_THE_PAPER), {"final"})
+    assert "<th>seeds needed</th>" in page
+    assert page.count("</b></td><td>3</td></tr>") == 9  # every claim: three seeds would do

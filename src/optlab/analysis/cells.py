@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from optlab.analysis.stats import Summary, difference_ci, holm, summarize, welch
+from optlab.analysis.stats import MIN_SEEDS, Summary, compare, holm, summarize
 from optlab.store import Store
 
 FINALS = ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy")
@@ -57,10 +57,12 @@ def tune(runs: pd.DataFrame, cell_keys: list[str], tune_keys: list[str]) -> pd.D
 
 
 def cells(store: Store, experiment: str) -> pd.DataFrame:
-    """Per cell of an experiment: its tuned value, seeds, divergences and test figures; with
-    a ``baseline`` case, each other cell's test-accuracy difference from the baseline cell at
-    the same grid point, its bootstrap interval, Welch's p and the Holm-adjusted p over
-    the experiment's comparisons (their number in ``comparisons``)."""
+    """Per cell of an experiment: its tuned value, seeds, divergences and test figures (mean
+    and 95% Student-t interval); with a ``baseline`` case, each other cell's test-accuracy
+    difference from the baseline cell at the same grid point, paired by training seed where
+    the cells share at least three seeds (else Welch's; ``method`` says which), its t
+    interval, p and the Holm-adjusted p over the experiment's comparisons (their number in
+    ``comparisons``); no comparison from fewer than three seeds."""
     spec = store.experiments().get(experiment, {})
     grid_keys, tune_keys = axes(spec)
     picked = _tuned(store, experiment, spec)
@@ -87,21 +89,25 @@ def cells(store: Store, experiment: str) -> pd.DataFrame:
 def _against_baseline(
     table: pd.DataFrame, runs: pd.DataFrame, baseline: str, grid_keys: list[str]
 ) -> pd.DataFrame:
-    """Add delta, delta_lo, delta_hi, p, p_holm and comparisons (test accuracy vs baseline)."""
+    """Add delta, delta_lo, delta_hi, p, method, p_holm and comparisons (test accuracy vs
+    baseline)."""
     cols = {k: [math.nan] * len(table) for k in ("delta", "delta_lo", "delta_hi", "p")}
+    cols["method"] = [None] * len(table)
     for i, row in table.iterrows():
         if row["case"] == baseline:
             continue
         same = np.ones(len(runs), dtype=bool)
         for k in grid_keys:
             same &= (runs[k] == row[k]).to_numpy()
-        a = runs.loc[same & (runs["case"] == row["case"]).to_numpy(), "test_accuracy"]
-        b = runs.loc[same & (runs["case"] == baseline).to_numpy(), "test_accuracy"]
-        if len(a) < 2 or len(b) < 2:
+        a, b = (
+            runs[same & (runs["case"] == case).to_numpy()].set_index("train.seed")["test_accuracy"]
+            for case in (row["case"], baseline)
+        )
+        e = compare(a, b)
+        if e.n < MIN_SEEDS:
             continue
-        cols["delta"][i] = a.mean() - b.mean()
-        cols["delta_lo"][i], cols["delta_hi"][i] = difference_ci(a, b)
-        cols["p"][i] = welch(a, b)[2]
+        cols["delta"][i], cols["delta_lo"][i], cols["delta_hi"][i] = e.mean, e.lo, e.hi
+        cols["p"][i], cols["method"][i] = e.p, e.method
     table = table.assign(**cols)
     tested = table["p"].notna()
     table["p_holm"] = math.nan

@@ -94,12 +94,20 @@ def _claims_section(store: Store, names: set[str]) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{_e(v.text)}</td><td>{_e(v.source)}</td><td>{_e(v.paper)}</td>"
-        f"<td>{_e(v.value)}</td><td><b>{_e(v.verdict)}</b></td></tr>"
+        f"<td>{_e(v.value)}</td><td><b>{_e(v.verdict)}</b></td>"
+        f"<td>{'–' if v.seeds_needed is None else v.seeds_needed}</td></tr>"
         for v in verdicts
     )
     head = "".join(
         f"<th>{h}</th>"
-        for h in ("claim", "source", "paper", "optlab (95% interval, seeds)", "verdict")
+        for h in (
+            "claim",
+            "source",
+            "paper",
+            "optlab (95% t interval, seeds)",
+            "verdict",
+            "seeds needed",
+        )
     )
     return (
         "<section><h2>The paper's claims</h2>"
