@@ -38,6 +38,45 @@ def test_matches_reference_module(nonlinearity, act, normalize):
     assert torch.allclose(ours, ref(x), atol=1e-5)
 
 
+def _original_init(seed: int, h: int, normal: bool) -> dict:
+    """What the original study's final model draws when constructed after
+    ``torch.manual_seed(seed)``, rebuilt with plain nn.Linears in its order: each Dense
+    constructs its two Linears, then (normal init) redraws their weights N(0, in^-½) and
+    N(0, hid^-½); the layernorm weights are ones."""
+    d, c = 2, 2
+    torch.manual_seed(seed)
+    weights = []
+    for d_in, d_hid, d_out in ((d, h, h), (h, h, c)):
+        first, second = nn.Linear(d_in, d_hid, bias=False), nn.Linear(d_hid, d_out, bias=False)
+        if normal:
+            first.weight.data.normal_(mean=0.0, std=d_in**-0.5)
+            second.weight.data.normal_(mean=0.0, std=d_hid**-0.5)
+        weights += [first.weight.detach().T, second.weight.detach().T]
+    return {
+        "dense1.norm": torch.ones(d),
+        "dense1.w1": weights[0],
+        "dense1.w2": weights[1],
+        "attention.norm": torch.ones(h),
+        "dense2.norm": torch.ones(h),
+        "dense2.w1": weights[2],
+        "dense2.w2": weights[3],
+        "final.norm": torch.ones(c),
+    }
+
+
+@pytest.mark.parametrize("init", ["uniform", "normal"])
+@pytest.mark.parametrize("seed", [0, 42, 1234])
+def test_init_draws_what_the_original_module_drew(init, seed):
+    """Seed s gives bitwise the original's initial parameters for seed s, both inits
+    (the normal one after the uniform draws it overwrites)."""
+    model = build_model(ModelSpec(name="final", hidden_dim=64, init=init), ENV)
+    ours = model.init(torch.Generator().manual_seed(seed))
+    want = _original_init(seed, 64, init == "normal")
+    assert ours.keys() == want.keys()
+    for key, value in want.items():
+        assert ours[key].shape == value.shape and torch.equal(ours[key], value), key
+
+
 def test_normal_init_std():
     model = build_model(ModelSpec(name="final", hidden_dim=1024, init="normal"), ENV)
     p = model.init(torch.Generator().manual_seed(0))

@@ -2,7 +2,9 @@
 
 import math
 
+import pytest
 import torch
+from torch import nn
 
 from optlab.config import ModelSpec
 from optlab.models import build_model
@@ -52,6 +54,67 @@ def test_init_values():
     assert p["scale"] == 1 and 0 <= p["offset"] < 1
     bound = 1 / math.sqrt(2048)  # PyTorch's default Linear init for the k×C head
     assert p["W"].abs().max() <= bound
+
+
+RUNGS = (
+    "exact",
+    "center_labels",
+    "learn_offset",
+    "offset_scale",
+    "abs_relu",
+    "plus_minus",
+    "centers",
+    "generalized",
+)
+
+
+def _original_init(name: str, seed: int, hidden: int = 2048) -> dict:
+    """What the original study's module for rung ``name`` draws when constructed after
+    ``torch.manual_seed(seed)``, rebuilt here with plain torch in the original's order
+    (its constructors, Yu 2022's code); nn.Linear's (out, in) weight read as (in, out)."""
+    k, dim, classes = len(ENV.centers), ENV.centers.shape[1], 2
+    torch.manual_seed(seed)
+    if name == "exact":  # constants only
+        return {}
+    if name == "center_labels":  # the head
+        return {"W": nn.Linear(k, classes, bias=False).weight.detach().T}
+    if name == "generalized":  # Linear(D→H, bias), scale = 1, head Linear(H→C)
+        layer = nn.Linear(dim, hidden)
+        scale = torch.ones(hidden)
+        W = nn.Linear(hidden, classes, bias=False).weight.detach().T
+        return {
+            "weight": layer.weight.detach().T,
+            "bias": layer.bias.detach(),
+            "scale": scale,
+            "W": W,
+        }
+    p = {}
+    if name == "centers":  # learned centers first, then as plus_minus with H in place of k
+        p["centers"], k = 100 * torch.randn((hidden, dim)), hidden
+    if name in ("plus_minus", "centers"):
+        p["plus_minus"] = 0.4 * torch.tensor([-1.0, 1.0])
+    if name != "learn_offset":
+        p["scale"] = torch.ones(())
+    p["offset"] = torch.rand((1,))[0]  # then the offset, then the head
+    p["W"] = nn.Linear(k, classes, bias=False).weight.detach().T
+    return p
+
+
+@pytest.mark.parametrize("name", RUNGS)
+@pytest.mark.parametrize("seed", [0, 42, 1234])
+def test_init_draws_what_the_original_modules_drew(name, seed):
+    """Seed s gives bitwise the original's initial parameters for seed s: the same
+    distributions (nn.Linear's own init, not 2·rand − 1), shapes and order of draws."""
+    ours = _model(name).init(torch.Generator().manual_seed(seed))
+    want = _original_init(name, seed)
+    assert ours.keys() == want.keys()
+    for key, value in want.items():
+        assert ours[key].shape == value.shape and torch.equal(ours[key], value), key
+
+
+def test_plus_minus_offset_at_seed_42_is_the_original_runs():
+    offset = _model("plus_minus").init(torch.Generator().manual_seed(42))["offset"]
+    assert round(offset.item(), 4) == 0.8823  # torch.manual_seed(42); torch.rand(1)
 
 
 def test_stacked_forward_equals_each_run_alone():

@@ -41,11 +41,19 @@ def head(p: Tensor, W: Tensor) -> Tensor:
     return (W.transpose(-1, -2) @ p.transpose(-1, -2)).transpose(-1, -2)
 
 
-def linear_uniform(fan_in: int, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
-    """PyTorch's default ``nn.Linear`` init: U(−1/√fan_in, 1/√fan_in)."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return (2 * torch.rand(shape, generator=generator) - 1) * bound
-
-
-def linear_normal(std: float, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
-    return torch.randn(shape, generator=generator) * std
+def torch_linear(
+    in_features: int, out_features: int, generator: torch.Generator, bias: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    """What ``nn.Linear(in_features, out_features, bias)`` draws when it is constructed, in
+    its order: the weight by ``kaiming_uniform_(a=√5)``, i.e. U(−1/√in, 1/√in), in its own
+    (out, in) shape, then the bias U(−1/√in, 1/√in). The weight comes back transposed to
+    (in, out), the layout the models read (x @ W). The same calls as ``nn.Linear``'s: a seeded
+    generator gives bitwise its numbers, which ``(2·rand − 1)·bound`` does not (it rounds
+    otherwise in about 40% of the entries)."""
+    weight = torch.empty(out_features, in_features)
+    torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    b = None
+    if bias:
+        bound = 1 / math.sqrt(in_features) if in_features > 0 else 0
+        b = torch.nn.init.uniform_(torch.empty(out_features), -bound, bound, generator=generator)
+    return weight.T.contiguous(), b

@@ -6,6 +6,11 @@ normalising x·rsqrt(mean(x²) + 1e-6); Dense(in, hid, out) = ReducedLayerNorm(i
 Linear(in→hid) → nonlinearity → Linear(hid→out), both Linears without bias;
 ReducedAttention(H) = ReducedLayerNorm(H) then a softmax over the H features.
 Weights are stored (in, out) so that a layer reads x @ W.
+
+``init`` draws as the original module did when constructed after ``torch.manual_seed(seed)``:
+the two Linears of each Dense in nn.Linear's own init, drawn (out, in) and transposed; with
+``init="normal"`` those draws are still made, then overwritten as the original did, by
+N(0, in^-½) for the first Linear and N(0, hid^-½) for the second.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, linear_normal, linear_uniform
+from optlab.models.base import Params, torch_linear
 from optlab.stacking import per_run
 
 NONLINEARITIES = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}
@@ -50,23 +55,33 @@ class Final:
         w1 = ("dense1.w1", "dense2.w1") if self.act is F.relu else ()
         return (*w1, "dense1.w2", "dense2.w2")
 
-    def _linear(self, fan_in: int, fan_out: int, g: torch.Generator) -> Tensor:
-        if (
-            self.init_kind == "normal"
-        ):  # N(0, fan_in^-½): in^-½ for the first Linear, hid^-½ for the second
-            return linear_normal(fan_in**-0.5, (fan_in, fan_out), g)
-        return linear_uniform(fan_in, (fan_in, fan_out), g)
+    def _dense(self, d_in: int, d_hid: int, d_out: int, g: torch.Generator) -> list[Tensor]:
+        """A Dense's two weights (in, hid) and (hid, out), drawn in the original's order:
+        both Linears at construction, then, for the normal init, the first Linear's weight
+        redrawn N(0, in^-½) and the second's N(0, hid^-½), each in nn.Linear's (out, in)
+        shape."""
+        w1, w2 = torch_linear(d_in, d_hid, g)[0], torch_linear(d_hid, d_out, g)[0]
+        if self.init_kind != "normal":
+            return [w1, w2]
+        return [
+            torch.empty(n_out, n_in).normal_(0.0, n_in**-0.5, generator=g).T.contiguous()
+            for n_in, n_out in ((d_in, d_hid), (d_hid, d_out))
+        ]
 
     def init(self, generator: torch.Generator) -> Params:
+        """The original's order: the first Dense's Linears, then the classification head's
+        (the layernorm weights, all ones, draw nothing)."""
         d, h, c = self.dim, self.hidden_dim, self.classes
+        w1, w2 = self._dense(d, h, h, generator)
+        w3, w4 = self._dense(h, h, c, generator)
         return {
             "dense1.norm": torch.ones(d),
-            "dense1.w1": self._linear(d, h, generator),
-            "dense1.w2": self._linear(h, h, generator),
+            "dense1.w1": w1,
+            "dense1.w2": w2,
             "attention.norm": torch.ones(h),
             "dense2.norm": torch.ones(h),
-            "dense2.w1": self._linear(h, h, generator),
-            "dense2.w2": self._linear(h, c, generator),
+            "dense2.w1": w3,
+            "dense2.w2": w4,
             "final.norm": torch.ones(c),
         }
 

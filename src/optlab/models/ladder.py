@@ -4,6 +4,12 @@ Notation: for the environment's centers c_j, ĉ_j = c_j/‖c_j‖² and d_j = x�
 center probabilities p come from a softmax over centers; logits = pW with W a
 k×C linear layer without bias (PyTorch's default init). Parameters carry a
 leading run axis R (see ``optlab.models.base``).
+
+Each rung draws its initial parameters as the original modules did when constructed after
+``torch.manual_seed(seed)``: the same distributions, shapes and order of draws, so that a
+run with training seed s starts where the original's run with seed s started (plus_minus at
+seed 42: offset 0.8823). Tensors made of constants (the scale, the plus-minus pair) draw
+nothing; the order is written at each ``init``.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, head, linear_uniform
+from optlab.models.base import Params, head, torch_linear
 from optlab.stacking import per_run
 
 SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a scale
@@ -52,7 +58,8 @@ class _FixedCenters:
         return self
 
     def head(self, generator: torch.Generator) -> Tensor:
-        return linear_uniform(self.k, (self.k, self.classes), generator)
+        """W (k, C): nn.Linear(k, C, bias=False)'s weight, drawn (C, k) and transposed."""
+        return torch_linear(self.k, self.classes, generator)[0]
 
 
 class Exact(_FixedCenters):
@@ -74,6 +81,7 @@ class CenterLabels(_FixedCenters):
     """p = softmax(−10000·(|d − 1| − min_j |d_j − 1|)); logits = pW: learns only which center is which class."""
 
     def init(self, generator: torch.Generator) -> Params:
+        """One draw, the head W."""
         return {"W": self.head(generator)}
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
@@ -86,7 +94,11 @@ class LearnOffset(_FixedCenters):
     """p = softmax(−10000·|d − o|), offset o ~ U(0, 1): learns that d = 1 marks a center's cell."""
 
     def init(self, generator: torch.Generator) -> Params:
-        return {"W": self.head(generator), "offset": torch.rand((), generator=generator)}
+        """The offset first (rand of shape (1,), kept as a scalar), then the head W: the
+        original module's order, and that of every rung below that keeps the environment's
+        centers (their scale and plus-minus pair draw nothing)."""
+        offset = torch.rand((1,), generator=generator).reshape(())
+        return {"W": self.head(generator), "offset": offset}
 
     def center_logits(self, params: Params, x: Tensor) -> Tensor:
         """−score of each center, the softmax's input; the minus sign rides on the scalar
@@ -156,13 +168,15 @@ class Centers(PlusMinus):
         return self.hidden_dim
 
     def init(self, generator: torch.Generator) -> Params:
-        dim = self.centers.shape[1]
+        """The original's order: the centers (randn (H, D)), then the offset, then the head."""
+        centers = 100.0 * torch.randn((self.hidden_dim, self.centers.shape[1]), generator=generator)
+        offset = torch.rand((1,), generator=generator).reshape(())
         return {
-            "W": linear_uniform(self.hidden_dim, (self.hidden_dim, self.classes), generator),
-            "offset": torch.rand((), generator=generator),
+            "W": torch_linear(self.hidden_dim, self.classes, generator)[0],
+            "offset": offset,
             "scale": torch.ones(()),
             "plus_minus": 0.4 * torch.tensor([-1.0, 1.0]),
-            "centers": 100.0 * torch.randn((self.hidden_dim, dim), generator=generator),
+            "centers": centers,
         }
 
     def centers_of(self, params: Params) -> Tensor:
@@ -184,12 +198,14 @@ class Generalized:
         return self
 
     def init(self, generator: torch.Generator) -> Params:
-        d, h = self.dim, self.hidden_dim
+        """The original's order: Linear(D→H, bias) (its weight, then its bias), then the
+        head Linear(H→C) (the scale draws nothing)."""
+        weight, bias = torch_linear(self.dim, self.hidden_dim, generator, bias=True)
         return {
-            "weight": linear_uniform(d, (d, h), generator),
-            "bias": linear_uniform(d, (h,), generator),
-            "scale": torch.ones(h),
-            "W": linear_uniform(h, (h, self.classes), generator),
+            "weight": weight,
+            "bias": bias,
+            "scale": torch.ones(self.hidden_dim),
+            "W": torch_linear(self.hidden_dim, self.classes, generator)[0],
         }
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
