@@ -19,7 +19,7 @@ def test_ladder_expands_to_eight_rungs_with_their_learning_rates():
     assert lrs == {
         "exact": 1e-100,
         "center_labels": 1e-2,
-        "learn_offset": 2e-3,
+        "learn_offset": 5e-3,
         "offset_scale": 1e-2,
         "abs_relu": 1e-2,
         "plus_minus": 5e-3,

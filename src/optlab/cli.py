@@ -529,7 +529,7 @@ def print_cells(experiment: str, table) -> None:
     console.print(out)
     if compared:
         console.print(
-            f"Δ: test accuracy minus the baseline's; p: Welch, Holm over the "
+            f"Δ: test accuracy minus the baseline's; p: paired t over shared seeds (else Welch), Holm over the "
             f"{int(table['comparisons'].iloc[0])} comparisons of this experiment."
         )
 

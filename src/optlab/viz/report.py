@@ -1,6 +1,6 @@
 """One self-contained HTML report of a store: a section per experiment with its shared config,
-a table of final metrics per condition (mean and 95% interval over seeds, the percentile
-bootstrap of ``optlab.analysis.stats``) and its figures,
+a table of final metrics per condition (mean and 95% Student-t interval over seeds,
+``optlab.analysis.stats``) and its figures,
 embedded as data URIs so that opening the file makes no request. Every string that comes
 from a spec or the store is escaped."""
 
@@ -170,7 +170,7 @@ def _finals_table(rec: ExperimentRecord, finals: dict) -> str:
             + "</tr>"
         )
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    note = "<p>Final values: mean over seeds [95% percentile-bootstrap interval of the mean]."
+    note = "<p>Final values: mean over seeds [95% Student-t interval of the mean]."
     if tuned:
         note += (
             " ★: the tuned value each cell keeps (lowest mean final eval loss); figures show these."
