@@ -538,11 +538,19 @@ def print_cells(experiment: str, table) -> None:
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="shorter runs, under a minute")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="also time the ladder sweep with 5 seeds on every core (paper profile, "
+            "or quick with --quick): wall, CPU, busy share of the cores",
+        ),
+    ] = False,
 ) -> None:
     """Throughput against the matmul peak and against plain PyTorch loops, in one process."""
     from optlab.bench.measure import LADDER_CASES, run_bench
 
-    result = run_bench(quick)
+    result = run_bench(quick, with_sweep=sweep)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -614,6 +622,19 @@ def bench(
             peak,
         )
     console.print(modules)
+    for name in ("final", "centers"):
+        r = result[name]
+        console.print(
+            f"{name}, one run with evals: {r['start_steps_per_s']:,.1f} steps/s at the start, "
+            f"{r['steady_steps_per_s']:,.1f} after {r['steady_after_steps']:,} steps "
+            f"(steady/start {r['steady_vs_start']:.2f}×)"
+        )
+    if "ladder_sweep" in result:
+        s = result["ladder_sweep"]
+        console.print(
+            f"ladder sweep ({s['profile']} profile, {s['seeds']} seeds, {s['runs']} runs): "
+            f"{s['wall_s']:.0f} s wall, {s['cpu_s']:.0f} s CPU, cores busy {s['core_busy']:.0%}"
+        )
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 
 

@@ -349,10 +349,11 @@ class TrainSpec(_Strict):
         "slower); equal to eager up to rounding",
     )
     flush_subnormals: bool = Field(
-        False,
+        True,
         description="flush subnormal floats to zero on CPU (torch.set_flush_denormal): x86 "
         "computes them many times slower, and Adam's second moments of tiny gradients or "
-        "decayed activations fall there after a while",
+        "decayed activations fall there after a while (a run then halves its speed); the "
+        "paper suite's numbers are the same either way (README, 'Speed')",
     )
 
     @property

@@ -47,6 +47,9 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         stacks=(1, 32),
         n_eval=64,
         compiled=False,
+        steady_steps={"final": 8, "centers": 8},
+        steady_window=2,
+        steady_eval_every=2,
     )
     out = run_bench(plan=plan)
     assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
@@ -63,6 +66,10 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     for name in ("final", "centers", "plus_minus"):
         assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
         assert out[name]["vs_plain_loop"] > 0
+    for name in ("final", "centers"):
+        case = out[name]
+        ratio = case["steady_steps_per_s"] / case["start_steps_per_s"]
+        assert case["steady_vs_start"] == ratio and case["steady_after_steps"] == 6
     for name in ("digits", "charlm"):
         case = out[name]
         r1, r8, plain = (

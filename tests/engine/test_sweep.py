@@ -4,7 +4,8 @@ import pytest
 
 from optlab.config import expand, load_experiment
 from optlab.engine import run_planned
-from optlab.engine.sweep import group_runs
+from optlab.engine.sweep import balance, cost, group_runs
+from optlab.engine.train import train_group
 from optlab.store import Store
 
 SMALL = {"train.steps": 40, "train.eval_every": 20, "task.n_eval": 100, "task.n_test": 100}
@@ -68,3 +69,30 @@ def test_process_pool_gives_the_results_of_one_process(tmp_path):
     for run_id in a:
         assert b[run_id].test_loss == pytest.approx(a[run_id].test_loss, rel=1e-5)
     assert set(pool.statuses(list(a)).values()) == {"complete"}
+
+
+def test_a_stack_heavier_than_a_workers_share_is_split_into_shares():
+    ladder = expand(load_experiment("ladder"), SMALL, seeds=[1, 2, 3, 4, 5])
+    specs = [p.spec for p in ladder if p.case in ("centers", "exact")]
+    stacks = group_runs(specs)
+    assert sorted(len(s) for s in stacks) == [5, 5]
+    split = balance(stacks, workers=2)  # centers (width 2048) is nearly all the work
+    assert [len(s) for s in split] == [3, 2, 5]
+    assert [s[0].model.name for s in split] == ["centers", "centers", "exact"]
+    assert sorted(r.run_id for s in split for r in s) == sorted(s.run_id for s in specs)
+    assert balance(stacks, workers=1) == sorted(stacks, key=cost, reverse=True)
+
+
+@pytest.mark.parametrize("rung", ["centers", "plus_minus"])
+def test_a_runs_numbers_are_bitwise_the_same_in_any_stack(tmp_path, rung):
+    """Split stacks change how long a sweep takes, never its results: the fused AdamW step
+    sees each run's tensors apart and eval chunks do not depend on the stack's size."""
+    small = {**SMALL, "train.steps": 120, "train.eval_every": 40}
+    planned = [p for p in expand(load_experiment("ladder"), small, seeds=[1, 2, 3, 4, 5])]
+    specs = [p.spec for p in planned if p.case == rung]
+    whole = train_group(specs, Store(tmp_path / "a.db"))
+    parts = train_group(specs[:3], Store(tmp_path / "b.db"))
+    parts += train_group(specs[3:], Store(tmp_path / "b.db"))
+    assert [(o.test_loss, o.test_accuracy) for o in whole] == [
+        (o.test_loss, o.test_accuracy) for o in parts
+    ]

@@ -230,7 +230,7 @@ def test_a_compiled_sweep_trains_like_the_eager_one_and_says_so(tmp_path):
     assert [p.run_id for p in _plan(**{"train.compile": True})] == [
         p.run_id for p in _plan()
     ]  # how a run trains is not what it is, as for the device
-    assert set(compiled.runs()["device"]) == {"cpu, compiled"}
+    assert set(compiled.runs()["device"]) == {"cpu, compiled, subnormals flushed"}
     for p in planned:
         a, b = _curves(eager, p.run_id), _curves(compiled, p.run_id)
         assert abs(a["train"]["loss"] - b["train"]["loss"]).max() < 1e-4
@@ -278,8 +278,8 @@ def test_an_eval_in_many_pieces_equals_it_in_one(monkeypatch):
     x, y = env.tensors("eval")
     whole = train.evaluate(model, params, x, y, 5, keep_predictions=True)
     monkeypatch.setattr(train, "EVAL_CHUNK_ELEMENTS", 64 * 70)  # 2 runs × 35 points a piece
-    monkeypatch.setattr(train, "EVAL_MIN_POINTS", 32)
-    assert len(train.eval_pieces(5, 300, 64)[0]) == 3
+    monkeypatch.setattr(train, "EVAL_MIN_POINTS", 35)
+    assert train.eval_pieces(5, 300, 64) == ([slice(0, 2), slice(2, 4), slice(4, 5)], 35)
     pieces = train.evaluate(model, params, x, y, 5, keep_predictions=True)
     assert torch.equal(pieces.predictions, whole.predictions)
     assert torch.equal(pieces.accuracy, whole.accuracy)
@@ -289,18 +289,19 @@ def test_an_eval_in_many_pieces_equals_it_in_one(monkeypatch):
 
 
 def test_flushing_subnormals_is_how_a_run_is_computed_not_what_it_is(tmp_path):
-    """train.flush_subnormals keeps the run id, is noted in the store's numeric path, and
-    flushes: a subnormal float (1e-39 < 2^-126 ≈ 1.2e-38) multiplied by one becomes 0."""
+    """train.flush_subnormals (on by default) keeps the run id, is noted in the store's
+    numeric path, and flushes: a subnormal float (1e-39 < 2^-126 ≈ 1.2e-38) times one is 0;
+    turned off, it stays subnormal."""
     import torch
 
-    (plain,) = _plan("plus_minus", seeds=(1,))
-    (flushed,) = _plan("plus_minus", seeds=(1,), **{"train.flush_subnormals": True})
-    assert plain.run_id == flushed.run_id
-    store = Store(tmp_path / "s.db")
+    (flushed,) = _plan("plus_minus", seeds=(1,))
+    (kept,) = _plan("plus_minus", seeds=(1,), **{"train.flush_subnormals": False})
+    assert flushed.spec.train.flush_subnormals and flushed.run_id == kept.run_id
     try:
-        run_planned([flushed], store)
-        assert store.runs()["device"].tolist() == ["cpu, subnormals flushed"]
-        assert (torch.tensor([1e-39]) * 1.0).item() == 0.0
+        for spec, path in ((flushed, ["cpu, subnormals flushed"]), (kept, ["cpu"])):
+            store = Store(tmp_path / f"{path[0]}.db")
+            run_planned([spec], store)
+            assert store.runs()["device"].tolist() == path
+            assert ((torch.tensor([1e-39]) * 1.0).item() == 0.0) == (spec is flushed)
     finally:
         torch.set_flush_denormal(False)
-    assert (torch.tensor([1e-39]) * 1.0).item() > 0.0

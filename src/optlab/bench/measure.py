@@ -10,7 +10,12 @@
    bytes per run;
 6. beside each, the plain loop of ``optlab.bench.plain``;
 7. the nn.Module workloads ``digits`` and ``charlm`` (``optlab.bench.modules``): one run and
-   a stack of 8 against the module's plain loop; charlm's share of the matmul peak.
+   a stack of 8 against the module's plain loop; charlm's share of the matmul peak;
+8. for the final model and ``centers``, one real run long enough for its weights to train a
+   while, evals at the cadence included: the steady state's steps/s against the start's
+   (``optlab.bench.steady``);
+9. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
+   it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from optlab.bench import modules, plain
+from optlab.bench import modules, plain, steady, sweep
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.train import build_stack, evaluate, task_for, train_group
@@ -165,6 +170,11 @@ class Plan:
     compiled: bool = True  # also R = 1 and 32 with ``train.compile``, compiled before timing
     # digits' runs take a second each and its figures drift 20% between them here: best of 4
     module_repeats: dict[str, int] = field(default_factory=lambda: {"digits": 4, "charlm": 2})
+    # one run each of the final model and centers, eval every 50 steps: its first and last
+    # ``steady_window`` steps timed (the final model slows from step ~1,000 without flushing)
+    steady_steps: dict[str, int] = field(default_factory=lambda: {"final": 1500, "centers": 4000})
+    steady_window: int = 300
+    steady_eval_every: int = 50
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 600, "charlm": 24}, (1, 8, 32))
@@ -176,6 +186,8 @@ QUICK = Plan(
     repeats=1,
     compiled=False,
     module_repeats={"digits": 2, "charlm": 1},
+    steady_steps={"final": 400, "centers": 800},
+    steady_window=150,
 )
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 LADDER_CASES = tuple(LADDER_LR)
@@ -281,8 +293,26 @@ def compiled_case(spec: RunSpec, store: Store, plain_loop: float, repeats: int) 
     }
 
 
-def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
-    """Every figure of the table, as one dict (the ``--json`` output)."""
+def steady_case(name: str, store: Store, plan: Plan) -> dict:
+    """One run of the final model (hidden 512, batch 1024) or a ladder rung (batch 32), eval
+    of ``plan.n_eval`` points at the cadence (every 50 steps): its last window's steps/s against its first's."""
+    steps, every = plan.steady_steps[name], plan.steady_eval_every
+    if name == "final":
+        spec = _spec("final", steps, 1024, 3e-3, plan.n_eval, 512, every)
+    else:
+        spec = _spec(name, steps, 32, LADDER_LR[name], plan.n_eval, None, every)
+    w = steady.steady_vs_start(spec, store, plan.steady_window)
+    return {
+        "start_steps_per_s": w.start_steps_per_s,
+        "steady_steps_per_s": w.steady_steps_per_s,
+        "steady_vs_start": w.steady_vs_start,
+        "steady_after_steps": steps - w.window,
+    }
+
+
+def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = False) -> dict:
+    """Every figure of the table, as one dict (the ``--json`` output); ``with_sweep`` adds
+    the ladder sweep (``ladder_sweep``: the paper profile, or the quick one if ``quick``)."""
     plan = plan or (QUICK if quick else FULL)
     keep_freed_memory()  # process-wide: the plain loops run under the same allocator
     started = time.perf_counter()
@@ -307,6 +337,8 @@ def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
         charlm_spec = modules.catalog_spec("charlm", plan.module_steps["charlm"])
         flops = modules.charlm_flops(charlm_spec)
         charlm = modules.module_case(charlm_spec, store, optlab_rate, plan.module_repeats["charlm"])
+        for name in plan.steady_steps:
+            (final if name == "final" else ladder[name]).update(steady_case(name, store, plan))
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)
@@ -316,5 +348,7 @@ def run_bench(quick: bool = False, plan: Plan | None = None) -> dict:
     charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
     charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
     out.update(final=final, **ladder, digits=digits, charlm=charlm)
+    if with_sweep:
+        out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
     out["seconds"] = time.perf_counter() - started
     return out

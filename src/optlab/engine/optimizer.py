@@ -33,13 +33,12 @@ DECAY_SALT = 0xDECA  # keeps decay dropout's stream apart from the init and samp
 
 @dataclass(frozen=True)
 class _FusedCall:
-    """One ``fused_adamw_`` call of every step, its arguments built once: the runs' numbers,
-    their slice of the stack, the tensors' positions among the gradients, views of the
-    parameters and Adam states it updates in place, and the step count t on their device."""
+    """One ``fused_adamw_`` call of every step, its arguments built once: the numbers its
+    runs share, which (tensor, run) gradients it reads, views of each run's parameters and
+    Adam states it updates in place, and the step count t on their device."""
 
     numbers: dict[str, float]
-    runs: slice
-    tensors: list[int]
+    grads: list[tuple[int, int]]  # (position among the gradients, run)
     params: list[Tensor]
     states: list[dict[str, Tensor]]
     step: Tensor
@@ -113,35 +112,32 @@ class StackedOptimizer:
             p.copy_(new_params[name])
 
     def _fused_groups(self, name: str) -> list[_FusedCall] | None:
-        """For ``adamw`` with decay l2 or none and no ε tied to η: each ``fused_adamw_`` call
-        of a step, the whole stack in one call per tensor group when its runs share their
-        numbers, else one call per run; else None."""
+        """For ``adamw`` with decay l2 or none and no ε tied to η: the ``fused_adamw_`` calls
+        of a step, one per set of numbers its runs share; else None. Each run's tensors go to
+        the kernel as views of their own: a kernel walks a tensor in vector-wide blocks and
+        a scalar tail, so a whole stack would put a run's numbers in a block or the tail by
+        its place in the stack, and its result would depend (in the last bit, which a
+        chaotic run amplifies) on the runs it was stacked with. Run by run it does not."""
         if name != "adamw" or self.eps_lr_ratio is not None or not self.params:
             return None
         runs = next(iter(self.params.values())).shape[0]
-        groups: dict[tuple, tuple[dict[str, float], slice, list[str]]] = {}
+        order = list(self.params)
+        groups: dict[tuple, tuple[dict[str, float], list[tuple[str, int]]]] = {}
         for tensor, hyper in self.hypers.items():
             per_run = run_numbers(hyper, runs)
             if per_run is None:
                 return None
-            if all(n == per_run[0] for n in per_run):
-                parts = [(per_run[0], slice(None))]
-            else:
-                parts = [(n, slice(r, r + 1)) for r, n in enumerate(per_run)]
-            for numbers, part in parts:
-                key = (*numbers.values(), part.start)
-                groups.setdefault(key, (numbers, part, []))[2].append(tensor)
-        order = list(self.params)
+            for r, numbers in enumerate(per_run):
+                groups.setdefault(tuple(numbers.values()), (numbers, []))[1].append((tensor, r))
         return [
             _FusedCall(
                 numbers,
-                part,
-                [order.index(k) for k in names],
-                [self.params[k].detach()[part] for k in names],
-                [{k: v[part] for k, v in self.state[n].items()} for n in names],
-                torch.zeros((), device=self.params[names[0]].device),
+                [(order.index(k), r) for k, r in views],
+                [self.params[k].detach()[r] for k, r in views],
+                [{n: v[r] for n, v in self.state[k].items()} for k, r in views],
+                torch.zeros((), device=self.params[order[0]].device),
             )
-            for numbers, part, names in groups.values()
+            for numbers, views in groups.values()
         ]
 
     def _fused_step(self, grads: Sequence[Tensor]) -> None:
@@ -151,7 +147,7 @@ class StackedOptimizer:
             call.step.fill_(self.t)  # on the parameters' device: no host sync
             fused_adamw_(
                 call.params,
-                [grads[i][call.runs] for i in call.tensors],
+                [grads[i][r] for i, r in call.grads],
                 call.states,
                 call.step,
                 **{

@@ -5,13 +5,17 @@ numeric optimizer hyperparameters) form one group and train as one stack. Groups
 cut into stacks of at most ``max_runs``, and of as many runs as fit a memory budget
 (``engine.memory``), and, with ``workers > 1``, trained in a pool of processes that divide
 the machine's cores among them (two processes that each take every core slow each other
-down many times over); every worker writes to the one store.
+down many times over); every worker writes to the one store. A stack that alone outweighs
+a worker's share of the sweep is split, so that no core idles while it finishes on
+another: a run's numbers are bitwise the same in any stack (``engine.optimizer``,
+``engine.train.eval_pieces``), so splitting changes how long a sweep takes, not its results.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -71,9 +75,24 @@ def group_runs(
 
 
 def cost(stack: Sequence[RunSpec]) -> float:
-    """A rough work estimate for scheduling: run-steps × batch × width²."""
+    """A rough work estimate for scheduling: the points each run passes through the model
+    (a training point forward and backward counting 3, an eval point 1) × width²."""
     s = stack[0]
-    return len(stack) * s.train.steps * s.train.batch_size * (s.model.hidden_dim or 1) ** 2
+    evals = s.train.steps // s.train.eval_every + 1
+    points = 3 * s.train.steps * s.train.batch_size + evals * getattr(s.task, "n_eval", 0)
+    return len(stack) * points * (s.model.hidden_dim or 1) ** 2
+
+
+def balance(stacks: list[list[RunSpec]], workers: int) -> list[list[RunSpec]]:
+    """Costliest first, each stack that alone outweighs an even share of the work among
+    ``workers`` cut into as many even parts as shares it holds: trained greedily in this
+    order, the workers finish together rather than all but one waiting for the last stack."""
+    share = sum(map(cost, stacks)) / max(1, workers)
+    out = []
+    for stack in stacks:
+        parts = min(len(stack), math.ceil(cost(stack) / share)) if workers > 1 else 1
+        out += [stack[i::parts] for i in range(parts)]
+    return sorted(out, key=cost, reverse=True)
 
 
 def pending(planned: Sequence[PlannedRun], store: Store) -> list[RunSpec]:
@@ -101,7 +120,7 @@ def run_planned(
     training side by side gets its share."""
     store.plan(planned, experiments)
     budget = None if max_memory is None else max_memory // max(1, workers)
-    stacks = group_runs(pending(planned, store), max_runs, budget)
+    stacks = balance(group_runs(pending(planned, store), max_runs, budget), workers)
     if workers <= 1 or len(stacks) <= 1:
         return [o for stack in stacks for o in train_group(stack, store, on_steps)]
     threads = max(1, default_workers() // workers)

@@ -40,6 +40,7 @@ EVAL_CHUNK_ELEMENTS = 2**20
 # the fewest points an eval chunk keeps when a stack is wide: at 16 points per chunk (32 runs
 # of width 2048) the fixed cost per forward call made centers' eval 10% slower (measured)
 EVAL_MIN_POINTS = 256
+EVAL_CHUNK_RUNS = 32  # the stack an eval chunk is sized for; fewer runs take bigger slices
 # runs × batch × width per training forward/backward: a wide stack trains a slice of its
 # runs at a time, each run's gradient bitwise unchanged, so that activations stay in cache
 # (1 MB: centers at R = 32, B = 32 steps 1.5× faster than in one piece, measured here)
@@ -148,10 +149,12 @@ def evaluate(
 
 def eval_pieces(runs: int, points: int, width: int) -> tuple[list[slice], int]:
     """Run slices and the point chunk of an eval, each piece about ``EVAL_CHUNK_ELEMENTS``
-    activations: as many runs together as leave chunks of ``EVAL_MIN_POINTS`` points, so
-    that a wide stack does not shrink the chunk to a few points."""
-    per = max(1, EVAL_CHUNK_ELEMENTS // (min(points, EVAL_MIN_POINTS) * width))
-    chunk = max(1, EVAL_CHUNK_ELEMENTS // (min(per, runs) * width))
+    activations. The chunk depends on the width alone: chunks of points (at least
+    ``EVAL_MIN_POINTS``, so that a wide stack does not shrink them to a few) sized for
+    ``EVAL_CHUNK_RUNS`` runs, and as many runs per slice as fill a piece. A run's eval then
+    sums the same chunks in any stack, and its loss is bitwise the same alone or stacked."""
+    chunk = max(EVAL_MIN_POINTS, EVAL_CHUNK_ELEMENTS // (EVAL_CHUNK_RUNS * width))
+    per = max(1, EVAL_CHUNK_ELEMENTS // (min(chunk, points) * width))
     return [slice(lo, min(lo + per, runs)) for lo in range(0, runs, per)], chunk
 
 

@@ -6,10 +6,10 @@ When the decay is ``l2`` or ``none`` (and ε is not tied to η), the AdamW step 
     θ_t = θ − η m̂_t/(√v̂_t + ε),  m̂ = m_t/(1−β1^t),  v̂ = v_t/(1−β2^t),
 
 is what ``torch._fused_adamw_`` computes, in one pass over each tensor and its state
-instead of the pure rule's dozen allocating passes: over the whole stack when its runs
-share their numbers (a sweep over seeds, or R = 1), else run by run. The kernel is
-elementwise, so a run's result is bitwise the same in a stack as alone. ``rules.adamw`` stays the definition;
-tests/optim/test_fused.py holds the two equal.
+instead of the pure rule's dozen allocating passes: one call for the runs of a stack that
+share their numbers, each run's tensors as views of their own (``engine.optimizer``), so
+that a run's result is bitwise the same in a stack as alone. ``rules.adamw`` stays the
+definition; tests/optim/test_fused.py holds the two equal.
 
 The kernel is private: a torch release may drop it, leave a dtype or device out, or change
 what its arguments mean. So it runs only where it exists and one step of it agrees with
