@@ -474,6 +474,9 @@ def reproduce(
                     "verdicts": [
                         {
                             "id": v.id,
+                            "text": v.text,
+                            "quote": v.quote,
+                            "source": v.source,
                             "paper": v.paper,
                             "optlab": v.value,
                             "verdict": v.verdict,

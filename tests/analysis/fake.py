@@ -6,17 +6,21 @@ from optlab.config import PlannedRun, expand, load_experiment
 from optlab.store import Store
 
 Finals = Callable[[PlannedRun], dict[str, float]]
+Series = dict[str, list[tuple[int, float]]]
 
 
 def fake_store(
     path,
     spec: dict,
     finals: Finals,
-    params: Callable | None = None,
+    params: Callable[[PlannedRun], Series] | None = None,
     done: Callable[[PlannedRun], bool] | None = None,
+    curves: Callable[[PlannedRun], dict[str, Series]] | None = None,
 ) -> Store:
     """Plan ``spec``'s runs and finish each with ``finals(run)`` ({"test_accuracy": …}) at step
-    100, and optionally ``params(run)`` rows {metric name: [(step, value), …]} (split params).
+    100 (or at the last step of its curves), optionally ``params(run)`` rows {metric name:
+    [(step, value), …]} (split params) and ``curves(run)`` rows {split: {name: [(step,
+    value), …]}}; where a curve reaches that step, its point stands for the final value.
     With ``done``, the runs it rejects stay pending (the analysis reads finished runs only)."""
     experiment = load_experiment(spec)
     planned = expand(experiment)
@@ -26,12 +30,23 @@ def fake_store(
         if done is not None and not done(run):
             continue
         store.start([run.run_id], "cpu")
-        rows = []
+        series = {"params": params(run)} if params else {}
+        for split, named in (curves(run) if curves else {}).items():
+            series.setdefault(split, {}).update(named)
+        rows = {
+            (split, name, step): value
+            for split, named in series.items()
+            for name, points in named.items()
+            for step, value in points
+        }
+        last = max([100, *(step for _, _, step in rows)])
         for key, value in finals(run).items():
             split, name = key.split("_", 1)
-            rows.append((run.run_id, split, name, 100, value))
-        for name, series in (params(run) if params else {}).items():
-            rows += [(run.run_id, "params", name, step, value) for step, value in series]
+            rows.setdefault((split, name, last), value)
         diverged = 50 if finals(run).get("eval_loss") != finals(run).get("eval_loss") else None
-        store.finish([(run.run_id, diverged, 1.0)], rows)
+        run_id = run.run_id  # computed from the spec: once per run, not per row
+        store.finish(
+            [(run_id, diverged, 1.0)],
+            [(run_id, split, name, step, value) for (split, name, step), value in rows.items()],
+        )
     return store

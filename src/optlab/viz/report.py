@@ -93,7 +93,8 @@ def _claims_section(store: Store, names: set[str]) -> str:
     if not verdicts:
         return ""
     rows = "".join(
-        f"<tr><td>{_e(v.text)}</td><td>{_e(v.source)}</td><td>{_e(v.paper)}</td>"
+        f"<tr><td>{_e(v.text)}<br><small><q>{_e(v.quote)}</q></small></td>"
+        f"<td>{_e(v.source)}</td><td>{_e(v.paper)}</td>"
         f"<td>{_e(v.value)}</td><td><b>{_e(v.verdict)}</b></td>"
         f"<td>{'–' if v.seeds_needed is None else v.seeds_needed}</td></tr>"
         for v in verdicts
