@@ -195,7 +195,9 @@ def test_a_users_own_module_trains_through_optlab_run_with_four_seeds_stacked(
         '[base.optimizer]\nlr = 1e-2\n[base.probes]\nrecord = ["params"]\n'
     )
     store = tmp_path / "s.db"
-    result = runner.invoke(app, ["run", str(tmp_path / "mine.toml"), "--store", str(store)])
+    # one worker: on two, the sweep would split the stack to keep both cores busy
+    args = ["run", str(tmp_path / "mine.toml"), "--store", str(store), "--workers", "1"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     recs = json.loads(runner.invoke(app, ["show", "--json", "--store", str(store)]).output)
     assert len(recs) == 4

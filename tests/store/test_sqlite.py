@@ -23,7 +23,9 @@ def test_life_cycle_and_load(tmp_path):
     )
     assert store.final_metrics() == {run.run_id: {"eval_loss": 0.2, "test_accuracy": 0.9}}
     np.testing.assert_array_equal(store.array(run.run_id, "pred")[0], np.arange(3))
-    store.start([run.run_id], "cpu")  # a retry drops what the earlier attempt wrote
+    assert store.start([run.run_id], "cpu") == []  # done: not trained again
+    assert store.start([run.run_id], "cpu", redo=True) == [run.run_id]  # unless asked
+    # and a retry drops what the earlier attempt wrote
     assert store.metrics([run.run_id]).empty and store.array(run.run_id, "pred") == {}
     store.close()
     res = optlab.load(path)

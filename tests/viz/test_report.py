@@ -93,7 +93,7 @@ def test_report_shows_the_verdicts_on_the_claims_its_experiments_bear_on(tmp_pat
     page = write_report(tmp_path / "s.db", tmp_path / "r.html").read_text()
     assert "The paper&#x27;s claims" in page or "The paper's claims" in page
     assert f"Holm-corrected over {tests} tests" in page
-    assert page.count("<b>holds</b>") == sum(v.verdict == "holds" for v in verdicts) == 9
+    assert page.count("<b>holds</b>") == sum(v.verdict == "holds" for v in verdicts) == 15
     assert "With L1 decay" not in page  # the optimization experiment is not in this store
 
 

@@ -58,5 +58,5 @@ def steady_vs_start(spec: RunSpec, store: Store, window: int) -> Windows:
         if steps:
             marks.append((done, time.perf_counter()))
 
-    train_group([spec], store, mark)
+    train_group([spec], store, mark, redo=True)
     return window_rates(marks, window)

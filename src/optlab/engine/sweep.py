@@ -20,6 +20,8 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -44,6 +46,7 @@ PER_RUN_NUMBERS = (
     "decay_p",
 )
 PR_SET_PDEATHSIG = 1
+PARENT_POLL_S = 1.0  # a worker's check that its parent lives, where no signal says so
 MAX_RUNS = 64  # runs per stack: past this a stack gains little, and workers balance better
 
 
@@ -96,9 +99,15 @@ def balance(stacks: list[list[RunSpec]], workers: int) -> list[list[RunSpec]]:
 
 
 def pending(planned: Sequence[PlannedRun], store: Store) -> list[RunSpec]:
-    """Each distinct run of ``planned`` that the store has not finished, once."""
-    status = store.statuses([p.run_id for p in planned])
-    todo = {p.run_id: p.spec for p in planned if status.get(p.run_id) not in DONE}
+    """Each distinct run of ``planned`` that the store has not finished and no other live
+    process is training, once."""
+    ids = list(dict.fromkeys(p.run_id for p in planned))
+    status, leased = store.statuses(ids), store.leased(ids)
+    todo = {
+        p.run_id: p.spec
+        for p in planned
+        if status.get(p.run_id) not in DONE and p.run_id not in leased
+    }
     return list(todo.values())
 
 
@@ -127,7 +136,7 @@ def run_planned(
     context = multiprocessing.get_context("spawn")  # no forked OpenMP pools
     outcomes: list[Outcome] = []
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+        workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
     ) as pool:
         futures = {
             pool.submit(_train_stack, [s.model_dump() for s in stack], store.path): stack
@@ -142,12 +151,24 @@ def run_planned(
     return outcomes
 
 
-def _worker_init(threads: int) -> None:
-    """A worker takes its share of the cores, and dies with its parent (Linux), so that a
-    killed sweep leaves no orphan training on; the next call retrains what was running."""
+def _worker_init(threads: int, parent: int) -> None:
+    """A worker takes its share of the cores, and dies with its parent, so that a killed
+    sweep leaves no orphan training on; the next call retrains what was running. On Linux
+    the kernel kills it when the parent dies (``PR_SET_PDEATHSIG``); a parent that died
+    while the worker was still starting, before that was set, is caught by checking the
+    parent right after; and a watcher thread checks it every second everywhere."""
     torch.set_num_threads(threads)
     if sys.platform == "linux":
         ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _train_stack(trees: list[dict], store_path: Path) -> list[Outcome]:

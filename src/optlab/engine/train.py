@@ -250,13 +250,20 @@ def train_group(
     specs: Sequence[RunSpec],
     store: Store,
     on_steps: Callable[[int], None] = lambda n: None,
+    redo: bool = False,
 ) -> list[Outcome]:
-    """Train runs that differ only in numbers (seed, lr, decay, betas, eps) as one stack."""
+    """Train runs that differ only in numbers (seed, lr, decay, betas, eps) as one stack:
+    those the store leases to this process (another may be training the rest; done runs
+    only if ``redo``)."""
     keep_freed_memory()
     spec = specs[0]
     torch.set_flush_denormal(spec.train.flush_subnormals)
-    runs, run_ids = len(specs), [s.run_id for s in specs]
     device = resolve_device(spec.train.device)
+    leased = set(store.start([s.run_id for s in specs], numeric_path(spec, device), redo))
+    specs = [s for s in specs if s.run_id in leased]
+    if not specs:
+        return []
+    runs, run_ids = len(specs), [s.run_id for s in specs]
     stack = build_stack(specs, device)
     task, model, params = stack.task, stack.model, stack.params
     seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
@@ -284,7 +291,6 @@ def train_group(
         rows, arrays = recorder.record(step, params, ev, final)
         return _eval_rows(run_ids, step, ev, task, "eval") + rows, arrays
 
-    store.start(run_ids, numeric_path(spec, device))
     started = time.perf_counter()
     train_loss = torch.zeros(every, runs, device=device, dtype=stack.dtype)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)

@@ -5,6 +5,11 @@ starts (its old metrics, if an interrupted attempt left any, are deleted), and
 ``complete`` or ``diverged`` in the same transaction that writes its final metrics.
 So a crash never leaves a half-written run marked done, and a run that is not done
 is trained again from scratch on the next call.
+
+A running run is leased to the process that trains it (its pid and host, and a heartbeat
+renewed whenever it logs): another process on the same store leaves it alone until the
+lease is stale, its process gone (same host) or its heartbeat older than
+``LEASE_TIMEOUT`` seconds (another host), so two sweeps on one store train each run once.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import os
 import platform
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -36,7 +43,11 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     train_seconds REAL,
     device TEXT,
-    versions TEXT
+    versions TEXT,
+    lease_pid INTEGER,
+    lease_host TEXT,
+    heartbeat REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS experiments (
     name TEXT PRIMARY KEY,
@@ -65,6 +76,16 @@ CREATE TABLE IF NOT EXISTS arrays (
 );
 """
 
+# columns added to ``runs`` after stores existed: added to an old store when it is opened
+ADDED_COLUMNS = {
+    "lease_pid": "INTEGER",
+    "lease_host": "TEXT",
+    "heartbeat": "REAL",
+    "attempts": "INTEGER NOT NULL DEFAULT 0",
+}
+MAX_VARIABLES = 500  # per statement: SQLite allows 999 before 3.32, 32,766 since
+LEASE_TIMEOUT = 1800.0  # seconds without a heartbeat before another host's lease is stale
+
 MetricRow = tuple[str, str, str, int, float]  # run_id, split, name, step, value
 ArrayRow = tuple[str, str, int, np.ndarray]  # run_id, name, step, array
 
@@ -91,6 +112,10 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(runs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as err:
             self.db.close()
             raise StoreError(f"--store: {str(path)!r} is not an optlab store ({err})") from None
@@ -128,25 +153,45 @@ class Store:
             ]
         )
 
-    def start(self, run_ids: Sequence[str], device: str) -> None:
-        """Mark runs as running and drop what an interrupted attempt left."""
-        ids = [(i,) for i in run_ids]
+    def start(self, run_ids: Sequence[str], device: str, redo: bool = False) -> list[str]:
+        """Lease to this process those of ``run_ids`` that are neither leased to a live
+        process nor (unless ``redo``) done, mark them running and drop what an earlier
+        attempt left; returns them."""
+        now, pid, host = time.time(), os.getpid(), socket.gethostname()
         meta = json.dumps(versions())
-        self._tx(
-            [
-                ("DELETE FROM metrics WHERE run_id = ?", ids),
-                ("DELETE FROM arrays WHERE run_id = ?", ids),
-                (
-                    "UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
-                    "diverged_step = NULL WHERE id = ?",
-                    [(time.time(), device, meta, i) for (i,) in ids],
-                ),
-            ]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            rows = self._select(
+                "SELECT id, status, lease_pid, lease_host, heartbeat FROM runs", list(run_ids)
+            )
+            taken = {
+                i
+                for i, status, *lease in rows
+                if (status in DONE and not redo) or _live(status, *lease)
+            }
+            free = set(run_ids) - taken  # a run the store was not told of is free too
+            ids = [(i,) for i in run_ids if i in free]
+            self.db.executemany("DELETE FROM metrics WHERE run_id = ?", ids)
+            self.db.executemany("DELETE FROM arrays WHERE run_id = ?", ids)
+            self.db.executemany(
+                "UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
+                "diverged_step = NULL, lease_pid = ?, lease_host = ?, heartbeat = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                [(now, device, meta, pid, host, now, i) for (i,) in ids],
+            )
+        return [i for (i,) in ids]
+
+    def leased(self, run_ids: Sequence[str]) -> set[str]:
+        """Those of ``run_ids`` running under a live lease (another process is training them)."""
+        rows = self._select(
+            "SELECT id, status, lease_pid, lease_host, heartbeat FROM runs", list(run_ids)
         )
+        return {i for i, *state in rows if _live(*state)}
 
     def log(self, rows: list[MetricRow], arrays: Sequence[ArrayRow] = ()) -> None:
-        """Append metric rows (and arrays) of running runs."""
-        self._tx(_inserts(rows, arrays))
+        """Append metric rows (and arrays) of running runs, renewing their leases."""
+        beats = [(time.time(), i) for i in dict.fromkeys(r[0] for r in rows)]
+        self._tx([*_inserts(rows, arrays), ("UPDATE runs SET heartbeat = ? WHERE id = ?", beats)])
 
     def finish(
         self,
@@ -162,8 +207,8 @@ class Store:
             [
                 *_inserts(rows, arrays),
                 (
-                    "UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ? "
-                    "WHERE id = ?",
+                    "UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ?, "
+                    "lease_pid = NULL, lease_host = NULL WHERE id = ?",
                     updates,
                 ),
             ]
@@ -177,15 +222,15 @@ class Store:
         return {name: json.loads(spec) for name, spec in rows}
 
     def statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
-        out = {}
-        for lo in range(0, len(run_ids), 500):
-            chunk = list(run_ids[lo : lo + 500])
+        return dict(self._select("SELECT id, status FROM runs", list(run_ids)))
+
+    def _select(self, sql: str, run_ids: list[str]) -> list[tuple]:
+        """``sql … WHERE id IN (run_ids)``, in chunks within SQLite's variable limit."""
+        out = []
+        for lo in range(0, len(run_ids), MAX_VARIABLES):
+            chunk = run_ids[lo : lo + MAX_VARIABLES]
             marks = ",".join("?" * len(chunk))
-            out.update(
-                self.db.execute(
-                    f"SELECT id, status FROM runs WHERE id IN ({marks})", chunk
-                ).fetchall()
-            )
+            out += self.db.execute(f"{sql} WHERE id IN ({marks})", chunk).fetchall()
         return out
 
     def runs(self, experiment: str | None = None) -> pd.DataFrame:
@@ -207,7 +252,17 @@ class Store:
     def metrics(
         self, run_ids: Sequence[str] | None = None, split: str | Sequence[str] | None = None
     ) -> pd.DataFrame:
-        """Long-form metrics, of some runs and some splits (one or several) when asked."""
+        """Long-form metrics, of some runs and some splits (one or several) when asked; many
+        runs are read in chunks within SQLite's variable limit."""
+        if run_ids is not None and len(run_ids) > MAX_VARIABLES:
+            ids = list(run_ids)
+            parts = [
+                self.metrics(ids[lo : lo + MAX_VARIABLES], split)
+                for lo in range(0, len(ids), MAX_VARIABLES)
+            ]
+            return pd.concat(parts).sort_values(
+                ["run_id", "split", "name", "step"], ignore_index=True
+            )
         where, params = [], ()
         if run_ids is not None:
             where.append(f"run_id IN ({','.join('?' * len(run_ids))})")
@@ -268,3 +323,22 @@ def _encode(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()
+
+
+def _live(status: str, pid: int | None, host: str | None, heartbeat: float | None) -> bool:
+    """Whether a run's lease holds against this process: it is running, leased to another
+    process, and that process lives (on this host) or has logged within ``LEASE_TIMEOUT``
+    seconds (on another). This process's own leases are those of an attempt it abandoned."""
+    if status != "running" or pid is None:
+        return False
+    if pid == os.getpid() and host == socket.gethostname():
+        return False
+    if host != socket.gethostname():
+        return heartbeat is not None and time.time() - heartbeat < LEASE_TIMEOUT
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
