@@ -40,6 +40,12 @@ ProfileOpt = Annotated[
     str, typer.Option("--profile", help="paper (the spec as written), quick, or another it defines")
 ]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
+FreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fresh", help="also retrain runs the store holds computed along another numeric path"
+    ),
+]
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", help="training processes; default: one per core")
 ]
@@ -123,6 +129,7 @@ def run(
     profile: ProfileOpt = "paper",
     workers: WorkersOpt = None,
     max_memory: MaxMemoryOpt = None,
+    fresh: FreshOpt = False,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train an experiment's runs that the store has not finished, then print their results."""
@@ -130,7 +137,7 @@ def run(
     budget = memory_budget(max_memory)
     specs, planned = plan(experiment, set_, profile, seeds)
     db = open_store(store)
-    train(specs, planned, db, workers, max_memory=budget)
+    train(specs, planned, db, workers, max_memory=budget, fresh=fresh)
     run_ids = {p.run_id for p in planned}
     if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
         print_summary(db, run_ids)  # several seeds per cell
@@ -163,12 +170,14 @@ def train(
     workers: int | None,
     out: Console = console,
     max_memory: int | None = None,
+    fresh: bool = False,
 ) -> None:
-    """Train what the store lacks of ``planned``, with a progress bar on ``out``."""
+    """Train what the store lacks of ``planned`` (``fresh``: and what it holds computed
+    along another numeric path), with a progress bar on ``out``."""
     from optlab.engine import pending, run_planned
     from optlab.engine.sweep import default_workers
 
-    todo = pending(planned, db)
+    todo = pending(planned, db, fresh)
     total = sum(s.train.steps for s in todo)
     out.print(f"{len(planned)} runs, {len(todo)} to train, {total:,} run-steps; store: {db.path}")
     columns = (TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -181,6 +190,7 @@ def train(
             workers=workers or default_workers(),
             experiments=specs,
             max_memory=max_memory,
+            fresh=fresh,
         )
 
 
@@ -282,6 +292,10 @@ def records(
                 if _missing(row["diverged_step"])
                 else int(row["diverged_step"]),
                 "train_seconds": None if _missing(row["train_seconds"]) else row["train_seconds"],
+                "numeric_path": None if row["status"] == "pending" else row["numeric_path"],
+                "versions": json.loads(row["versions"])
+                if isinstance(row["versions"], str)
+                else None,
             }
             rec.update(finals.get(row["id"], {}))
             out.append(rec)
@@ -324,6 +338,12 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
             _fmt(r["train_seconds"], ".1f"),
         )
     console.print(table)
+    paths: dict[str, int] = {}
+    for r in recs:
+        if r["numeric_path"] is not None:
+            paths[r["numeric_path"]] = paths.get(r["numeric_path"], 0) + 1
+    for path, n in paths.items():
+        console.print(f"computed as {path}: {n} run{'s' * (n != 1)}")
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -450,19 +470,23 @@ def reproduce(
     workers: WorkersOpt = None,
     max_memory: MaxMemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
+    fresh: FreshOpt = False,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
-    """Train what is missing, then print each cell over seeds and a verdict per claim."""
+    """Train what is missing, then print each cell over seeds and a verdict per claim, from
+    the runs of one numeric path (the one most were computed along; others are named)."""
     from optlab.analysis import convergence
     from optlab.analysis.cells import cells
     from optlab.analysis.claims import judge, method_note
+    from optlab.analysis.paths import compare_one_path
 
     check_workers(workers)
     budget = memory_budget(max_memory)
     specs, planned = plan(suite, None, profile, seeds)
     db = open_store(store)
-    train(specs, planned, db, workers, err_console if as_json else console, budget)
+    train(specs, planned, db, workers, err_console if as_json else console, budget, fresh)
     convergence.record(db, sorted({p.run_id for p in planned}))
+    compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})
     db.close()
@@ -485,12 +509,17 @@ def reproduce(
                         for v in verdicts
                     ],
                     "tests": tests,
+                    "numeric_path": compared.path,
+                    "not_compared": compared.others,
                 },
                 indent=1,
                 default=str,
             )
         )
         return
+    console.print(f"numeric path: {compared.path}")
+    if compared.note():
+        console.print(f"[yellow]{compared.note()}[/yellow]")
     for name, table in tables.items():
         print_cells(name, table)
     if not verdicts:

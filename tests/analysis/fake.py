@@ -16,12 +16,14 @@ def fake_store(
     params: Callable[[PlannedRun], Series] | None = None,
     done: Callable[[PlannedRun], bool] | None = None,
     curves: Callable[[PlannedRun], dict[str, Series]] | None = None,
+    path_of: Callable[[PlannedRun], str] = lambda run: "cpu",
 ) -> Store:
     """Plan ``spec``'s runs and finish each with ``finals(run)`` ({"test_accuracy": …}) at step
     100 (or at the last step of its curves), optionally ``params(run)`` rows {metric name:
     [(step, value), …]} (split params) and ``curves(run)`` rows {split: {name: [(step,
     value), …]}}; where a curve reaches that step, its point stands for the final value.
-    With ``done``, the runs it rejects stay pending (the analysis reads finished runs only)."""
+    With ``done``, the runs it rejects stay pending (the analysis reads finished runs only);
+    ``path_of(run)`` is the numeric path each is recorded as computed along."""
     experiment = load_experiment(spec)
     planned = expand(experiment)
     store = Store(path)
@@ -29,7 +31,7 @@ def fake_store(
     for run in {p.run_id: p for p in planned}.values():
         if done is not None and not done(run):
             continue
-        store.start([run.run_id], "cpu")
+        store.start([run.run_id], path_of(run))
         series = {"params": params(run)} if params else {}
         for split, named in (curves(run) if curves else {}).items():
             series.setdefault(split, {}).update(named)

@@ -101,3 +101,26 @@ def test_a_growing_batch_keeps_lr_over_batch_fixed_and_streams_fresh_points():
     assert torch.equal(
         torch.cat(xs), env.tensors("train", torch.device("cpu"))[0]
     )  # each point once
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "adamw"},
+        {"name": "adamw", "decay": "none", "decay_groups": {"b": 0.0}},
+        {"name": "adamw", "decay": "l1"},
+        {"name": "adamw", "eps_schedule": {"kind": "lr_equivalent"}},
+        {"name": "adam"},
+    ],
+)
+def test_the_numeric_path_names_the_update_the_engine_takes(spec):
+    from optlab.engine.optimizer import update_path
+
+    opt = OptimizerSpec.model_validate(spec)
+    params = {k: v.float() for k, v in _params(2).items()}
+    fused = StackedOptimizer([opt, opt], params, 10).fused is not None
+    path = update_path(opt, 10, torch.float32, torch.device("cpu"))
+    assert path == ("fused adamw" if fused else f"pure {opt.name}")
+    assert fused == (
+        spec in ({"name": "adamw"}, {"name": "adamw", "decay": "none", "decay_groups": {"b": 0.0}})
+    )

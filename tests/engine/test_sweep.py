@@ -96,3 +96,19 @@ def test_a_runs_numbers_are_bitwise_the_same_in_any_stack(tmp_path, rung):
     assert [(o.test_loss, o.test_accuracy) for o in whole] == [
         (o.test_loss, o.test_accuracy) for o in parts
     ]
+
+
+def test_fresh_retrains_only_the_runs_computed_along_another_path(tmp_path):
+    import sqlite3
+
+    planned = _sweep(seeds=(1,))[:2]
+    store = Store(tmp_path / "s.db")
+    run_planned(planned, store)
+    ids = [p.run_id for p in planned]
+    now = store.paths_of(ids)[ids[0]]
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE runs SET numeric_path = 'torch 0.1, cpu' WHERE id = ?", (ids[0],))
+    assert run_planned(planned, store) == []  # done is done, along any path
+    assert [o.run_id for o in run_planned(planned, store, fresh=True)] == ids[:1]
+    assert store.paths_of(ids) == {ids[0]: now, ids[1]: now}
+    assert run_planned(planned, store, fresh=True) == []

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import torch
 
 from optlab.config import expand, load_experiment
 from optlab.engine import run_planned
@@ -230,7 +231,10 @@ def test_a_compiled_sweep_trains_like_the_eager_one_and_says_so(tmp_path):
     assert [p.run_id for p in _plan(**{"train.compile": True})] == [
         p.run_id for p in _plan()
     ]  # how a run trains is not what it is, as for the device
-    assert set(compiled.runs()["device"]) == {"cpu, compiled, subnormals flushed"}
+    torch_version = f"torch {torch.__version__}"
+    path = f"{torch_version}, cpu, float32, compiled, subnormals flushed | fused adamw"
+    assert set(compiled.runs()["numeric_path"]) == {path}
+    assert set(eager.runs()["numeric_path"]) == {path.replace("compiled", "eager")}
     for p in planned:
         a, b = _curves(eager, p.run_id), _curves(compiled, p.run_id)
         assert abs(a["train"]["loss"] - b["train"]["loss"]).max() < 1e-4
@@ -298,10 +302,14 @@ def test_flushing_subnormals_is_how_a_run_is_computed_not_what_it_is(tmp_path):
     (kept,) = _plan("plus_minus", seeds=(1,), **{"train.flush_subnormals": False})
     assert flushed.spec.train.flush_subnormals and flushed.run_id == kept.run_id
     try:
-        for spec, path in ((flushed, ["cpu, subnormals flushed"]), (kept, ["cpu"])):
-            store = Store(tmp_path / f"{path[0]}.db")
+        eager = f"torch {torch.__version__}, cpu, float32, eager"
+        for spec, path in (
+            (flushed, eager + ", subnormals flushed | fused adamw"),
+            (kept, eager + " | fused adamw"),
+        ):
+            store = Store(tmp_path / f"{spec is flushed}.db")
             run_planned([spec], store)
-            assert store.runs()["device"].tolist() == path
+            assert store.runs()["numeric_path"].tolist() == [path]
             assert ((torch.tensor([1e-39]) * 1.0).item() == 0.0) == (spec is flushed)
     finally:
         torch.set_flush_denormal(False)

@@ -24,7 +24,7 @@ from optlab.optim.apply import (
     with_weight_decay,
     without_weight_decay,
 )
-from optlab.optim.fused import fused_adamw_, run_numbers
+from optlab.optim.fused import fused_adamw_, kernel_agrees, run_numbers
 from optlab.optim.groups import weight_decay_for
 from optlab.optim.schedules import optimizer_schedules
 
@@ -42,6 +42,18 @@ class _FusedCall:
     params: list[Tensor]
     states: list[dict[str, Tensor]]
     step: Tensor
+
+
+def update_path(spec, steps: int, dtype: torch.dtype, device: torch.device) -> str:
+    """How an ``OptimizerSpec``'s update is computed, for a run's numeric path: the fused
+    AdamW kernel (adamw, decay l2 or none, no ε tied to η, where the kernel agrees with the
+    rule on this dtype and device), the pure rule, or a torch.optim class."""
+    if spec.name not in OPTIMIZERS:
+        return f"torch.optim {spec.name}"
+    fusable = spec.name == "adamw" and spec.decay in ("l2", "none")
+    if fusable and optimizer_schedules(spec, steps)[2] is None and kernel_agrees(dtype, device):
+        return "fused adamw"
+    return f"pure {spec.name}"
 
 
 class StackedOptimizer:

@@ -30,7 +30,7 @@ import torch
 
 from optlab.config import ExperimentSpec, PlannedRun, RunSpec
 from optlab.engine.memory import runs_that_fit
-from optlab.engine.train import Outcome, train_group
+from optlab.engine.train import Outcome, numeric_path, resolve_device, train_group
 from optlab.optim import OPTIMIZERS
 from optlab.store import DONE, Store
 
@@ -98,17 +98,24 @@ def balance(stacks: list[list[RunSpec]], workers: int) -> list[list[RunSpec]]:
     return sorted(out, key=cost, reverse=True)
 
 
-def pending(planned: Sequence[PlannedRun], store: Store) -> list[RunSpec]:
-    """Each distinct run of ``planned`` that the store has not finished and no other live
-    process is training, once."""
+def pending(planned: Sequence[PlannedRun], store: Store, fresh: bool = False) -> list[RunSpec]:
+    """Each distinct run of ``planned`` that the store has not finished (or, ``fresh``, has
+    finished along another numeric path than this machine's) and that no other live process
+    is training, once."""
     ids = list(dict.fromkeys(p.run_id for p in planned))
     status, leased = store.statuses(ids), store.leased(ids)
-    todo = {
-        p.run_id: p.spec
-        for p in planned
-        if status.get(p.run_id) not in DONE and p.run_id not in leased
-    }
-    return list(todo.values())
+    paths = store.paths_of(ids) if fresh else {}
+
+    def todo(p: PlannedRun) -> bool:
+        if p.run_id in leased:
+            return False
+        if status.get(p.run_id) not in DONE:
+            return True
+        return fresh and paths[p.run_id] != numeric_path(
+            p.spec, resolve_device(p.spec.train.device)
+        )
+
+    return list({p.run_id: p.spec for p in planned if todo(p)}.values())
 
 
 def default_workers() -> int:
@@ -123,15 +130,17 @@ def run_planned(
     max_runs: int = MAX_RUNS,
     experiments: Sequence[ExperimentSpec] = (),
     max_memory: int | None = None,
+    fresh: bool = False,
 ) -> list[Outcome]:
     """Record the plan, then train every pending stack; returns what was trained now.
     ``max_memory``: bytes for all the training at once, so each of ``workers`` stacks
-    training side by side gets its share."""
+    training side by side gets its share. ``fresh``: also retrain runs done along another
+    numeric path than this machine's."""
     store.plan(planned, experiments)
     budget = None if max_memory is None else max_memory // max(1, workers)
-    stacks = balance(group_runs(pending(planned, store), max_runs, budget), workers)
+    stacks = balance(group_runs(pending(planned, store, fresh), max_runs, budget), workers)
     if workers <= 1 or len(stacks) <= 1:
-        return [o for stack in stacks for o in train_group(stack, store, on_steps)]
+        return [o for stack in stacks for o in train_group(stack, store, on_steps, fresh)]
     threads = max(1, default_workers() // workers)
     context = multiprocessing.get_context("spawn")  # no forked OpenMP pools
     outcomes: list[Outcome] = []
@@ -139,7 +148,7 @@ def run_planned(
         workers, mp_context=context, initializer=_worker_init, initargs=(threads, os.getpid())
     ) as pool:
         futures = {
-            pool.submit(_train_stack, [s.model_dump() for s in stack], store.path): stack
+            pool.submit(_train_stack, [s.model_dump() for s in stack], store.path, fresh): stack
             for stack in stacks
         }
         while futures:
@@ -171,10 +180,10 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _train_stack(trees: list[dict], store_path: Path) -> list[Outcome]:
+def _train_stack(trees: list[dict], store_path: Path, redo: bool) -> list[Outcome]:
     """One stack in a worker process, with its own store connection."""
     store = Store(store_path)
     try:
-        return train_group([RunSpec.model_validate(t) for t in trees], store)
+        return train_group([RunSpec.model_validate(t) for t in trees], store, redo=redo)
     finally:
         store.close()

@@ -25,7 +25,7 @@ from torch import Tensor
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.data import Batches, task_tensors
-from optlab.engine.optimizer import StackedOptimizer
+from optlab.engine.optimizer import StackedOptimizer, update_path
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
 from optlab.probes.outputs import OUTPUTS, output_sums
@@ -338,14 +338,23 @@ def train_group(
 
 
 def numeric_path(spec: RunSpec, device: torch.device) -> str:
-    """How a run is computed, beside what it is (its id): the device, and where they apply,
-    compiled steps and subnormals flushed to zero."""
-    parts = [str(device)]
-    if spec.train.compile:
-        parts.append("compiled")
+    """How a run is computed, beside what it is (its id): torch's version, the device, the
+    precision, compiled or eager, on CPU whether subnormals are flushed, and after " | " the
+    update (fused kernel, pure rule, torch.optim class). Runs of one id computed along two
+    paths agree only up to float rounding, which chaotic runs amplify; the analysis compares
+    runs of one path's machine part (``optlab.analysis.paths``), the update following from
+    each run's config there."""
+    dtype = getattr(torch, spec.train.dtype)
+    parts = [
+        f"torch {torch.__version__}",
+        str(device),
+        spec.train.dtype,
+        "compiled" if spec.train.compile else "eager",
+    ]
     if spec.train.flush_subnormals and device.type == "cpu":
         parts.append("subnormals flushed")
-    return ", ".join(parts)
+    update = update_path(spec.optimizer, spec.train.steps, dtype, device)
+    return f"{', '.join(parts)} | {update}"
 
 
 def first_divergence(losses: Tensor, first: int, diverged_at: Tensor) -> Tensor:

@@ -14,15 +14,18 @@ lease is stale, its process gone (same host) or its heartbeat older than
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
 import platform
 import socket
 import sqlite3
+import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +45,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     train_seconds REAL,
-    device TEXT,
+    device TEXT,  -- before numeric paths were recorded: the device, compiled or flushed
     versions TEXT,
+    numeric_path TEXT,
     lease_pid INTEGER,
     lease_host TEXT,
     heartbeat REAL,
@@ -78,6 +82,7 @@ CREATE TABLE IF NOT EXISTS arrays (
 
 # columns added to ``runs`` after stores existed: added to an old store when it is opened
 ADDED_COLUMNS = {
+    "numeric_path": "TEXT",
     "lease_pid": "INTEGER",
     "lease_host": "TEXT",
     "heartbeat": "REAL",
@@ -93,12 +98,38 @@ ArrayRow = tuple[str, str, int, np.ndarray]  # run_id, name, step, array
 def versions() -> dict[str, str]:
     import torch
 
-    return {
+    found = {
         "optlab": importlib.metadata.version("optlab"),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
+    return found | ({"commit": commit()} if commit() else {})
+
+
+@functools.cache
+def commit() -> str | None:
+    """optlab's git commit where it runs from a checkout (``+`` if the tree has changes)."""
+    spec = importlib.util.find_spec("optlab")
+    where = Path(spec.origin).parent if spec and spec.origin else None
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 class Store:
@@ -119,6 +150,7 @@ class Store:
         except sqlite3.DatabaseError as err:
             self.db.close()
             raise StoreError(f"--store: {str(path)!r} is not an optlab store ({err})") from None
+        self.compared: tuple[str, Callable[[str], str]] | None = None  # see compare_only
 
     def close(self) -> None:
         self.db.close()
@@ -153,7 +185,7 @@ class Store:
             ]
         )
 
-    def start(self, run_ids: Sequence[str], device: str, redo: bool = False) -> list[str]:
+    def start(self, run_ids: Sequence[str], numeric_path: str, redo: bool = False) -> list[str]:
         """Lease to this process those of ``run_ids`` that are neither leased to a live
         process nor (unless ``redo``) done, mark them running and drop what an earlier
         attempt left; returns them."""
@@ -174,10 +206,10 @@ class Store:
             self.db.executemany("DELETE FROM metrics WHERE run_id = ?", ids)
             self.db.executemany("DELETE FROM arrays WHERE run_id = ?", ids)
             self.db.executemany(
-                "UPDATE runs SET status = 'running', started = ?, device = ?, versions = ?, "
+                "UPDATE runs SET status = 'running', started = ?, numeric_path = ?, versions = ?, "
                 "diverged_step = NULL, lease_pid = ?, lease_host = ?, heartbeat = ?, "
                 "attempts = attempts + 1 WHERE id = ?",
-                [(now, device, meta, pid, host, now, i) for (i,) in ids],
+                [(now, numeric_path, meta, pid, host, now, i) for (i,) in ids],
             )
         return [i for (i,) in ids]
 
@@ -224,6 +256,10 @@ class Store:
     def statuses(self, run_ids: Sequence[str]) -> dict[str, str]:
         return dict(self._select("SELECT id, status FROM runs", list(run_ids)))
 
+    def paths_of(self, run_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each run's recorded numeric path (None before it trained, or in an old store)."""
+        return dict(self._select("SELECT id, numeric_path FROM runs", list(run_ids)))
+
     def _select(self, sql: str, run_ids: list[str]) -> list[tuple]:
         """``sql … WHERE id IN (run_ids)``, in chunks within SQLite's variable limit."""
         out = []
@@ -246,8 +282,37 @@ class Store:
         df = pd.read_sql_query(sql + " ORDER BY e.rowid", self.db, params=params)
         if df.empty:
             return df
+        unrecorded = "not recorded (" + df["device"].fillna("?") + ")"
+        df["numeric_path"] = df["numeric_path"].fillna(unrecorded)
+        if self.compared is not None:
+            path, key = self.compared
+            kept = df["numeric_path"].map(key) == path
+            df = df[~df["status"].isin(DONE) | kept].reset_index(drop=True)
         config = pd.json_normalize([json.loads(c) for c in df.pop("config")])
         return pd.concat([df, config], axis=1)
+
+    def numeric_paths(self, experiments: Iterable[str] | None = None) -> dict[str, int]:
+        """How many done runs (of some experiments) each numeric path computed, most first."""
+        saved, self.compared = self.compared, None
+        try:
+            frames = (
+                [self.runs(e) for e in experiments] if experiments is not None else [self.runs()]
+            )
+        finally:
+            self.compared = saved
+        done = [f[f["status"].isin(DONE)] for f in frames if not f.empty]
+        if not done:
+            return {}
+        counts = pd.concat(done).drop_duplicates("id")["numeric_path"].value_counts()
+        return {str(k): int(v) for k, v in counts.items()}
+
+    def compare_only(
+        self, numeric_path: str | None, key: Callable[[str], str] = lambda path: path
+    ) -> None:
+        """From now on ``runs()`` keeps the done runs whose ``key(numeric path)`` is
+        ``numeric_path`` (None: all runs), so that an analysis does not mix runs computed
+        along different paths."""
+        self.compared = None if numeric_path is None else (numeric_path, key)
 
     def metrics(
         self, run_ids: Sequence[str] | None = None, split: str | Sequence[str] | None = None

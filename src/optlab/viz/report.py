@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from optlab.analysis.paths import compare_one_path
 from optlab.analysis.stats import summarize
 from optlab.store import Store
 from optlab.viz.animation import animate_centers, animate_decision_map
@@ -59,6 +60,7 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
     """Write the report of every experiment in the store at ``store_path`` to ``out``."""
     store = Store(store_path)
     try:
+        compared = compare_one_path(store)
         names = experiments(store)
         finals = store.final_metrics()
         claims = _claims_section(store, set(names))
@@ -75,7 +77,9 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>optlab report</title><style>{STYLE}</style></head><body>"
         f"<h1>optlab report</h1><p>Store <code>{_e(str(store_path))}</code>, written {when}; "
-        f"{len(names)} experiment(s).</p><ul>{nav}</ul>{claims}{''.join(sections)}"
+        f"{len(names)} experiment(s); runs computed as <code>{_e(str(compared.path))}</code>"
+        f"{'. ' + _e(compared.note()) if compared.note() else ''}.</p>"
+        f"<ul>{nav}</ul>{claims}{''.join(sections)}"
         "</body></html>\n"
     )
     out = Path(out)
