@@ -12,6 +12,8 @@ from optlab.store import Store
 
 runner = CliRunner()
 TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_test=100"]
+RMSPROP = ["run", "ladder", "--set", "optimizer.name=torch.optim.RMSprop"]
+HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"]
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,51 @@ TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
         (["run", "ladder", "--max-memory", "lots"], "--max-memory: 'lots'"),
         (["reproduce", "paper", "--max-memory", "-1G"], "--max-memory: '-1G'"),
+        (
+            [*RMSPROP, "--set", "optimizer.decay=l1"],
+            "optimizer.decay: 'l1' is not allowed: torch.optim.RMSprop does not take decay; it "
+            "takes lr, alpha, eps, weight_decay, momentum, centered",
+        ),
+        (
+            [*RMSPROP, "--set", "optimizer.decay_groups={b = 0.0}"],
+            "optimizer.decay_groups: {'b': 0.0} is not allowed: torch.optim.RMSprop does not take",
+        ),
+        (
+            ["run", "ladder", "--set", "model.hidden_dim=64"],
+            "model.hidden_dim: 64 is not allowed: exact does not read it (it reads no model "
+            "option); model.hidden_dim is read by centers, generalized, final",
+        ),
+        (
+            ["run", "optimization", "--set", "model.nonlinearity=gelu"],
+            "model.nonlinearity: 'gelu' is not allowed: centers does not read it",
+        ),
+        (
+            ["run", "final", "--set", "model.activation=abs"],
+            "model.activation: 'abs' is not allowed: final does not read it",
+        ),
+        (
+            ["run", "digits", "--set", "model.init=normal"],
+            "model.init: 'normal' is not allowed: mlp is an nn.Module factory",
+        ),
+        (
+            ["run", "ladder", *HUGE_STREAM, "--max-memory", "64G"],
+            "train.steps × train.batch_size: 10,000,000 × 1,024 points need ~687 GB in stream "
+            "mode (10,240,020,000 points drawn with the training, eval and test sets); "
+            "--max-memory is 64 GB",
+        ),
+        (
+            ["run", "ladder", "--set", "task.n_test=100000000", "--max-memory", "4G"],
+            "task.n_test: 100,000,000 points need ~",
+        ),
+        (
+            ["run", "optimization", "--set", "model.hidden_dim=10000000", "--max-memory", "1G"],
+            "model.hidden_dim: 10,000,000 (centers) at train.batch_size 32: one run needs ~15 GB",
+        ),
+        (
+            ["run", "mg_toy", "--set", "task.samples=10000000"],  # beyond any machine
+            "task.samples: 10,000,000 makes inputs of 10,000,000 × 10,000,001 in each of the 3 "
+            "splits, ~2.8 PB; this machine has",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, fragment):
@@ -136,6 +183,7 @@ def test_run_over_seeds_prints_mean_and_sd_per_case(tmp_path):
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "±" in line and "mean" not in line]
     assert len(rows) == 2 and "adamw" in rows[0] and "graft" in rows[1]
+    assert all("│ centers │" in row for row in rows)  # the model each cell trained
     records = json.loads(runner.invoke(app, ["show", "--json", "--store", store]).output)
     for case in ("adamw", "graft"):
         accs = [r["test_accuracy"] for r in records if r["case"] == case]
@@ -261,3 +309,34 @@ def test_a_file_that_is_not_a_store_is_refused_and_left_as_it_was(tmp_path):
         optlab.load(notes)
     assert notes.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_override_of_what_cases_set_is_a_warning_and_the_tables_name_the_model(tmp_path):
+    """--set model.name=centers over cases that name their models: exit 0, one warning line
+    on stderr naming the cases and the runs left (the two cases are now one run per seed),
+    and the tables show the model each row trained."""
+    spec = tmp_path / "models.toml"
+    spec.write_text(
+        'name = "models"\nseeds = [1, 2]\n'
+        '[cases.rung]\n"model.name" = "plus_minus"\n[cases.learned]\n"model.name" = "centers"\n'
+    )
+    store = str(tmp_path / "s.db")
+    sets = ["--set", "model.name=centers", "--set", "model.hidden_dim=8"]
+    result = runner.invoke(app, ["run", str(spec), *sets, *TINY, "--store", store])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (
+        "warning: --set model.name=centers overrides what cases rung, learned set: they now "
+        "train the same model (2 cases → 1 distinct run per seed)"
+    )
+    assert "4 runs, 2 to train" in result.stdout  # 2 distinct
+    rows = [line for line in result.stdout.splitlines() if "complete" in line]
+    assert len(rows) == 2 and all("│ rung │ centers │" in row for row in rows)  # stored first
+    assert "┃ case ┃ model " in result.stdout
+
+
+def test_task_refuses_a_size_no_machine_holds():
+    result = runner.invoke(app, ["task", "ladder", "--set", "train.steps=10000000000"])
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert result.output.startswith(
+        "error: train.steps × train.batch_size: 10,000,000,000 × 32 points need ~"
+    )

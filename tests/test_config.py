@@ -126,6 +126,40 @@ def test_probes_default_and_unknown_probe_is_one_line():
             {"name": "torch.optim.Adagrad", "eps_schedule": {"kind": "warmup"}},
             "use optim.LambdaEps",
         ),
+        (
+            {"name": "torch.optim.RMSprop", "decay": "l1"},
+            "optimizer.decay: 'l1' is not allowed: torch.optim.RMSprop does not take decay; "
+            "it takes lr, alpha, eps, weight_decay, momentum, centered",
+        ),
+        (
+            {"name": "torch.optim.SGD", "betas": [0.8, 0.9]},
+            "optimizer.betas: (0.8, 0.9) is not allowed: torch.optim.SGD does not take betas",
+        ),
+        (
+            {"name": "torch.optim.AdamW", "decay_groups": {"b": 0.0}},
+            "optimizer.decay_groups: {'b': 0.0} is not allowed: torch.optim.AdamW does not take",
+        ),
+        (
+            {"name": "torch.optim.Adam", "bias_correction": "exact"},
+            "optimizer.bias_correction: 'exact' is not allowed: torch.optim.Adam does not take",
+        ),
+        (
+            {"name": "torch.optim.SGD", "momentum": 0.9, "kwargs": {"momentum": 0.5}},
+            "optimizer.kwargs.momentum: 0.5 is not allowed: optimizer.momentum is set too",
+        ),
+        (
+            {"name": "torch.optim.SGD", "kwargs": {"lr": 0.5}},
+            "optimizer.kwargs.lr: 0.5 is not allowed: optimizer.lr is set too",
+        ),
+        (
+            {"name": "torch.optim.SGD", "kwargs": {"betas": [0.9, 0.9]}},
+            "optimizer.kwargs.betas: [0.9, 0.9] is not allowed: torch.optim.SGD takes lr, momentum",
+        ),
+        (
+            {"name": "torch.optim.SGD", "nesterov": True},
+            "optimizer.name: 'torch.optim.SGD' is not allowed: with {'lr': 0.001, 'nesterov': "
+            "True}: ValueError: Nesterov momentum requires a momentum",
+        ),
     ],
 )
 def test_bad_optimizer_specs_get_one_line_naming_the_valid_choices(optimizer, fragment):
@@ -190,3 +224,130 @@ def test_profile_case_overrides_must_name_a_case():
     tree = {"name": "x", "cases": {"a": {}}, "profiles": {"quick": {"cases": {"b": {}}}}}
     with pytest.raises(SpecError, match="profiles.quick.cases: 'b' is not a case; valid: a"):
         load_experiment(tree)
+
+
+def test_an_import_path_optimizer_gets_the_fields_set_that_its_class_takes():
+    """A field at its spec default leaves the class's own default (RMSprop's weight decay
+    is 0, the spec's 1e-2); one set away from it is passed; kwargs pass as they are."""
+    from optlab.config import OptimizerSpec
+
+    rmsprop = OptimizerSpec(name="torch.optim.RMSprop", lr=0.1)
+    assert rmsprop.torch_arguments() == {"lr": 0.1}
+    fields = {"weight_decay": 0.0, "momentum": 0.9, "alpha": 0.9, "centered": True, "eps": 1e-6}
+    assert OptimizerSpec(name="torch.optim.RMSprop", **fields).torch_arguments() == {
+        "lr": 1e-3,
+        **fields,
+    }
+    adam = OptimizerSpec(name="torch.optim.Adam", betas=(0.8, 0.99), kwargs={"amsgrad": True})
+    assert adam.torch_arguments() == {"lr": 1e-3, "betas": (0.8, 0.99), "amsgrad": True}
+    schedule = {"kind": "cosine"}  # applied by the engine to η, not passed
+    assert OptimizerSpec(name="torch.optim.SGD", lr_schedule=schedule).torch_arguments() == {
+        "lr": 1e-3
+    }
+
+
+@pytest.mark.parametrize(
+    "model,fragment",
+    [
+        (
+            {"name": "exact", "hidden_dim": 64},
+            "model.hidden_dim: 64 is not allowed: exact does not read it (it reads no model "
+            "option); model.hidden_dim is read by centers, generalized, final",
+        ),
+        (
+            {"name": "plus_minus", "nonlinearity": "gelu"},
+            "model.nonlinearity: 'gelu' is not allowed: plus_minus does not read it",
+        ),
+        (
+            {"name": "centers", "activation": "abs"},
+            "model.activation: 'abs' is not allowed: centers does not read it (it reads "
+            "hidden_dim); model.activation is read by generalized",
+        ),
+        (
+            {"name": "generalized", "init": "normal"},
+            "model.init: 'normal' is not allowed: generalized does not read it (it reads "
+            "hidden_dim, activation)",
+        ),
+        (
+            {"name": "final", "activation": "abs"},
+            "model.activation: 'abs' is not allowed: final does not read it (it reads "
+            "hidden_dim, nonlinearity, init, layernorm_normalization)",
+        ),
+        (
+            {"name": "final", "kwargs": {"width": 8}},
+            "model.kwargs: {'width': 8} is not allowed: final does not read it",
+        ),
+        (
+            {"name": "mlp", "init": "normal"},
+            "model.init: 'normal' is not allowed: mlp is an nn.Module factory: its arguments "
+            "go in model.kwargs",
+        ),
+    ],
+)
+def test_a_model_option_the_model_does_not_read_is_one_line(model, fragment):
+    task = {"name": "digits"} if model["name"] == "mlp" else {}
+    with pytest.raises(SpecError) as err:
+        load_experiment({"name": "t", "base": {"model": model, "task": task}})
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_hand_written_model_declares_the_options_it_reads():
+    from optlab.config import HAND_OPTIONS, MODEL_OPTIONS, ModelSpec
+    from optlab.models import MODEL_DEFAULTS, MODELS
+
+    assert set(MODEL_OPTIONS) == set(MODELS)
+    assert all(set(reads) <= set(HAND_OPTIONS) for reads in MODEL_OPTIONS.values())
+    # a model with a default width reads hidden_dim, and only those do
+    assert {m for m, reads in MODEL_OPTIONS.items() if "hidden_dim" in reads} == {
+        m for m, width in MODEL_DEFAULTS.items() if width is not None
+    }
+    # each option a model reads may be set away from its default; any at its default is no error
+    away = dict(
+        hidden_dim=8,
+        nonlinearity="gelu",
+        init="normal",
+        layernorm_normalization=True,
+        activation="abs",
+    )
+    for name, reads in MODEL_OPTIONS.items():
+        assert ModelSpec(name=name, **{f: away[f] for f in reads}).name == name
+        at_default = {f: ModelSpec.model_fields[f].default for f in HAND_OPTIONS}
+        assert ModelSpec(name=name, **at_default).name == name
+
+
+def test_an_override_of_what_cases_set_is_noted_with_the_runs_left():
+    from optlab.config import overridden_note
+
+    spec = load_experiment("ladder")
+    overrides = {"model.name": "centers"}
+    runs = expand(spec, overrides, seeds=[1, 2])
+    note = overridden_note(spec, overrides, "paper", runs)
+    assert note == (
+        "--set model.name=centers overrides what cases exact, center_labels, learn_offset, "
+        "offset_scale, abs_relu, plus_minus, centers, generalized set: they now train the "
+        "same model (8 cases → 4 distinct runs per seed)"  # 4 learning rates among the 8
+    )
+    lr = {"optimizer.lr": 1e-3, "optimizer.weight_decay": 0.0}
+    note = overridden_note(spec, {**overrides, **lr}, "paper", expand(spec, {**overrides, **lr}))
+    assert note.endswith(
+        "they now share optimizer.weight_decay=0.0 (8 cases → 1 distinct run per seed)"
+    )
+    assert "cases generalized set" in note  # only generalized sets its weight decay
+    assert overridden_note(spec, {"optimizer.eps": 1e-6}, "paper", []) is None
+    final = load_experiment("final")  # the width cases, set in the spec and again by quick
+    assert overridden_note(final, {"model.hidden_dim": 16}, "quick", []) == (
+        "--set model.hidden_dim=16 overrides what cases hidden_256, hidden_1024, hidden_2048 "
+        "set: they now share model.hidden_dim=16"
+    )
+
+
+def test_an_override_of_a_grid_axis_is_noted():
+    from optlab.config import overridden_note
+
+    spec = load_experiment({"name": "g", "grid": {"optimizer.lr": [1e-3, 1e-2]}, "seeds": [1, 2]})
+    overrides = {"optimizer.lr": 3e-3}
+    note = overridden_note(spec, overrides, "paper", expand(spec, overrides))
+    assert note == (
+        "--set optimizer.lr=0.003 replaces the values of the grid axis optimizer.lr "
+        "(2 runs → 1 distinct run per seed)"
+    )

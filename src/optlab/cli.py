@@ -25,6 +25,7 @@ from optlab.config import (
     SpecError,
     expand,
     load_suite,
+    overridden_note,
     parse_override,
 )
 from optlab.errors import StoreError
@@ -72,9 +73,15 @@ def open_store(path: Path) -> Store:
 
 
 def plan(
-    experiment: str | dict, sets: list[str] | None, profile: str, seeds: int | None = None
+    experiment: str | dict,
+    sets: list[str] | None,
+    profile: str,
+    seeds: int | None = None,
+    max_memory: int | None = None,
 ) -> tuple[list[ExperimentSpec], list[PlannedRun]]:
-    """Load, override and expand an experiment or a suite, or exit 2 with the reason."""
+    """Load, override and expand an experiment or a suite, or exit 2 with the reason (sizes
+    that ``max_memory``, else the machine's available memory, cannot hold among them); warn
+    on stderr where an override replaces what cases set."""
     if seeds is not None and seeds < 1:
         fail(f"--seeds: {seeds} is not allowed: must be >= 1")
     try:
@@ -86,12 +93,23 @@ def plan(
             planned += expand(spec, overrides, profile=profile, seeds=seed_list)
     except SpecError as err:
         fail(str(err))
+    from optlab.engine.memory import available_memory, check_fits, size_text
     from optlab.engine.train import check_buildable
 
-    try:
+    budget = max_memory if max_memory is not None else available_memory()
+    try:  # sizes first: building a task draws its data
+        if budget is not None:
+            held = f"this machine has {size_text(budget)} available"
+            if max_memory is not None:
+                held = f"--max-memory is {size_text(budget)}"
+            check_fits([p.spec for p in planned], budget, held)
         check_buildable([p.spec for p in planned])
-    except ValueError as err:  # a factory, a model for another task, a text hash
+    except ValueError as err:  # a size, a factory, a model for another task, a text hash
         fail(str(err))
+    for spec in specs:
+        runs = [p for p in planned if p.experiment == spec.name]
+        if note := overridden_note(spec, overrides, profile, runs):
+            typer.echo(f"warning: {note}", err=True)
     return specs, planned
 
 
@@ -135,7 +153,7 @@ def run(
     """Train an experiment's runs that the store has not finished, then print their results."""
     check_workers(workers)
     budget = memory_budget(max_memory)
-    specs, planned = plan(experiment, set_, profile, seeds)
+    specs, planned = plan(experiment, set_, profile, seeds, budget)
     db = open_store(store)
     train(specs, planned, db, workers, max_memory=budget, fresh=fresh)
     run_ids = {p.run_id for p in planned}
@@ -200,23 +218,27 @@ def _cell(spec) -> str:
 
 
 def print_summary(db: Store, run_ids: set[str]) -> None:
-    """One row per cell (a case, or a case's grid point): mean ± sd over its seeds of the
-    final test metrics."""
-    cells: dict[tuple[str, str], list[dict]] = {}
+    """One row per cell (a case, or a case's grid point) with the model it trained: mean ±
+    sd over its seeds of the final test metrics."""
+    cells: dict[tuple[str, str, str], list[dict]] = {}
     for r in records(db, None, run_ids):
         rest = {k: v for k, v in r["settings"].items() if k != "train.seed"}
         rest["experiment"] = r["experiment"]
-        cells.setdefault((r["case"], json.dumps(rest, sort_keys=True, default=str)), []).append(r)
+        cell = (r["case"], r["model"], json.dumps(rest, sort_keys=True, default=str))
+        cells.setdefault(cell, []).append(r)
     grids = {}
-    for case, rest in cells:
-        siblings = [json.loads(k) for c, k in cells if c == case]  # the case's grid points
+    for case, model, rest in cells:
+        siblings = [json.loads(k) for c, _, k in cells if c == case]  # the case's grid points
         own = json.loads(rest)
-        grids[case, rest] = {k: v for k, v in own.items() if len({str(s[k]) for s in siblings}) > 1}
+        grids[case, model, rest] = {
+            k: v for k, v in own.items() if len({str(s[k]) for s in siblings}) > 1
+        }
     grid_col = ["grid"] if any(grids.values()) else []
     recs_all = [r for recs in cells.values() for r in recs]
     finals = final_columns(recs_all)
     table = Table(
         "case",
+        "model",
         *grid_col,
         "seeds",
         "diverged",
@@ -226,6 +248,7 @@ def print_summary(db: Store, run_ids: set[str]) -> None:
         grid = ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in grids[cell].items())
         table.add_row(
             cell[0],
+            cell[1],
             *([grid] if grid_col else []),
             str(len(recs)),
             str(sum(r["diverged_step"] is not None for r in recs)),
@@ -316,6 +339,7 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
         "run",
         "experiment",
         "case",
+        "model",
         "settings",
         "status",
         "test acc",
@@ -330,6 +354,7 @@ def print_results(db: Store, run_ids: set[str] | None, experiment: str | None) -
             r["id"],
             r["experiment"],
             r["case"],
+            r["model"],
             settings,
             status,
             _fmt(r.get("test_accuracy")),
@@ -482,7 +507,7 @@ def reproduce(
 
     check_workers(workers)
     budget = memory_budget(max_memory)
-    specs, planned = plan(suite, None, profile, seeds)
+    specs, planned = plan(suite, None, profile, seeds, budget)
     db = open_store(store)
     train(specs, planned, db, workers, err_console if as_json else console, budget, fresh)
     convergence.record(db, sorted({p.run_id for p in planned}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import itertools
 import json
 import tomllib
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import torch
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,7 +39,7 @@ from optlab.catalog import catalog_path
 from optlab.errors import SpecError
 from optlab.models import MODEL_DEFAULTS, MODELS
 from optlab.models.module import MODULES, check_factory_arguments, is_factory_path
-from optlab.optim import OPTIMIZERS, RuleShell, is_import_path
+from optlab.optim import OPTIMIZERS, RuleShell, is_import_path, resolve_import_path
 from optlab.optim.decay import DECAY_NAMES
 from optlab.optim.schedules import batch_sizes
 from optlab.probes import PROBES
@@ -47,6 +49,15 @@ def _one_of(value: str, names, what: str) -> str:
     if value not in names:
         raise ValueError(f"unknown {what}; valid: {', '.join(names)}")
     return value
+
+
+class OptionError(ValueError):
+    """A spec's option that its model or optimizer would not take: the error names the
+    option (``decay``), so that the one line says the field, the value, what is allowed."""
+
+    def __init__(self, field: str, value: Any, message: str) -> None:
+        super().__init__(message)
+        self.field, self.value = field, value
 
 
 class _Strict(BaseModel):
@@ -145,28 +156,53 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _options_the_model_reads(self) -> ModelSpec:
-        if self.name in MODELS:
-            if self.kwargs:
-                raise ValueError(
-                    f"model.kwargs are an nn.Module factory's arguments; {self.name!r} is "
-                    "hand-written and takes hidden_dim, nonlinearity, init, "
-                    "layernorm_normalization, activation"
+        """An option set away from its default that the model would not read is an error,
+        not a silent no-op (it would still change the run id)."""
+        reads = MODEL_OPTIONS.get(self.name, ("kwargs",))
+        default = ModelSpec.model_construct()
+        for field in ("kwargs", *HAND_OPTIONS):
+            value = getattr(self, field)
+            if field in reads or value == getattr(default, field):
+                continue
+            if self.name not in MODELS:
+                raise OptionError(
+                    field,
+                    value,
+                    f"{self.name} is an nn.Module factory: its arguments go in "
+                    "model.kwargs (the hand-written models' options are not read)",
                 )
+            readers = [m for m, options in MODEL_OPTIONS.items() if field in options]
+            who = ", ".join(readers) if readers else "the nn.Module factories"
+            raise OptionError(
+                field,
+                value,
+                f"{self.name} does not read it (it reads "
+                f"{', '.join(reads) or 'no model option'}); model.{field} is read by {who}",
+            )
+        if self.name in MODELS:
             if self.hidden_dim is None and MODEL_DEFAULTS[self.name] is not None:
                 object.__setattr__(self, "hidden_dim", MODEL_DEFAULTS[self.name])
             return self
-        default = ModelSpec.model_construct()
-        for field in HAND_OPTIONS:
-            if getattr(self, field) != getattr(default, field):
-                raise ValueError(
-                    f"model.{field} is read by the hand-written models only; the module "
-                    f"{self.name!r} takes its arguments in model.kwargs"
-                )
         check_factory_arguments(self.name, self.kwargs)
         return self
 
 
 HAND_OPTIONS = ("hidden_dim", "nonlinearity", "init", "layernorm_normalization", "activation")
+
+# The ModelSpec fields each hand-written model reads (``optlab.models.MODELS`` builds them
+# from these and no others); an nn.Module factory reads model.kwargs alone.
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "exact": (),
+    "center_labels": (),
+    "learn_offset": (),
+    "offset_scale": (),
+    "abs_relu": (),
+    "plus_minus": (),
+    "centers": ("hidden_dim",),
+    "generalized": ("hidden_dim", "activation"),
+    "final": ("hidden_dim", "nonlinearity", "init", "layernorm_normalization"),
+    "linear": (),
+}
 
 
 class ScheduleSpec(_Strict):
@@ -281,6 +317,7 @@ class OptimizerSpec(_Strict):
         if self.name not in OPTIMIZERS:
             if self.eps_schedule.kind != "constant":
                 raise ValueError("eps_schedule is for optlab's rules; use optim.LambdaEps")
+            self.torch_arguments()
             return
         specs = [self]
         if self.name == "graft":
@@ -307,6 +344,46 @@ class OptimizerSpec(_Strict):
                     f"rules with decoupled decay: {', '.join(decoupled)}"
                 )
 
+    def torch_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of the torch.optim class ``name`` imports: ``lr``, each field
+        set away from its default (so each one the run id counts) that the class's
+        constructor takes by that name (betas, eps, weight_decay, momentum, alpha, nesterov,
+        centered, …), and ``kwargs``. A field at its default leaves the class's own default
+        (weight_decay 1e-2 here, 0 in most of torch.optim: set kwargs.weight_decay for it). A
+        field set that the class does not take (decay, decay_groups, bias_correction, …),
+        an argument given twice, or arguments the class refuses raise ``OptionError``."""
+        cls = resolve_import_path(self.name)
+        parameters = inspect.signature(cls).parameters
+        named = [
+            n
+            for n, p in parameters.items()
+            if n != "params" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        any_keyword = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        default = OptimizerSpec.model_construct()
+        arguments: dict[str, Any] = {"lr": self.lr}
+        for field in OptimizerSpec.model_fields:
+            value = getattr(self, field)
+            if field in ENGINE_FIELDS or value == getattr(default, field):
+                continue
+            if field not in named:
+                raise OptionError(
+                    field,
+                    value,
+                    f"{self.name} does not take {field}; it takes {', '.join(named)}",
+                )
+            arguments[field] = value
+        for key, value in self.kwargs.items():
+            if key in arguments:
+                where = "the learning rate is optimizer.lr" if key == "lr" else "set one of them"
+                raise OptionError(f"kwargs.{key}", value, f"optimizer.{key} is set too: {where}")
+            if key not in named and not any_keyword:
+                raise OptionError(f"kwargs.{key}", value, f"{self.name} takes {', '.join(named)}")
+            arguments[key] = value
+        if refusal := _torch_refuses(self.name, arguments):
+            raise OptionError("name", self.name, f"with {arguments}: {refusal}")
+        return arguments
+
     def child(self, role: str) -> OptimizerSpec:
         """A graft's ``magnitude`` or ``direction`` rule: this spec's fields, its own over them."""
         value = getattr(self, role)
@@ -323,6 +400,27 @@ class OptimizerSpec(_Strict):
             }
         )
         return OptimizerSpec.model_validate({**inherited, **own})
+
+
+# an import-path optimizer's fields that the engine reads, not the class: lr is always passed,
+# lr_schedule scales it at each step, kwargs are passed as they are
+ENGINE_FIELDS = ("name", "lr", "lr_schedule", "kwargs")
+
+
+def _torch_refuses(name: str, arguments: dict[str, Any]) -> str | None:
+    """Why the torch.optim class ``name`` refuses ``arguments``, or None: it is constructed
+    over one tensor, as it will be over the run's parameters (once per distinct call)."""
+    key = json.dumps([name, arguments], sort_keys=True, default=repr)
+    if key not in _REFUSALS:
+        try:
+            resolve_import_path(name)([torch.zeros(1, requires_grad=True)], **arguments)
+            _REFUSALS[key] = None
+        except Exception as err:  # a user's optimizer may raise anything: one line
+            _REFUSALS[key] = f"{type(err).__name__}: {err}"
+    return _REFUSALS[key]
+
+
+_REFUSALS: dict[str, str | None] = {}
 
 
 class TrainSpec(_Strict):
@@ -550,6 +648,9 @@ def _format_error(err: ValidationError, context: str, model: type[BaseModel] | N
         if owner is not None:
             return f"{loc}: unknown option; valid: {', '.join(owner.model_fields)}"
     msg = first["msg"].removeprefix("Value error, ")
+    error = first.get("ctx", {}).get("error")
+    if isinstance(error, OptionError):
+        return f"{loc}.{error.field}: {error.value!r} is not allowed: {msg}"
     return f"{loc}: {first.get('input')!r} is not allowed: {msg}"
 
 
@@ -659,6 +760,41 @@ def expand(
                 run = validate_run(_apply(tree, {"train.seed": seed}))
                 runs.append(PlannedRun(experiment=spec.name, case=case, spec=run))
     return runs
+
+
+def overridden_note(
+    spec: ExperimentSpec, overrides: dict[str, Any], profile: str, runs: list[PlannedRun]
+) -> str | None:
+    """One line when ``overrides`` (``--set``) replace what the experiment's cases (or its
+    grid's axes) set, so that its rows no longer differ as their names say, and how many
+    distinct runs remain when some became the same run; None when none is replaced."""
+    _, per_case, tune = spec.profile(profile)
+    notes = []
+    for key, value in overrides.items():
+        cases = [
+            case
+            for case, own in spec.cases.items()
+            if any(k == key or k.startswith(f"{key}.") for k in [*own, *per_case.get(case, {})])
+        ]
+        if cases:
+            now = "train the same model" if key == "model.name" else f"share {key}={value}"
+            notes.append(
+                f"--set {key}={value} overrides what cases {', '.join(cases)} set: they now {now}"
+            )
+        if key in {**spec.grid, **tune}:
+            notes.append(f"--set {key}={value} replaces the values of the grid axis {key}")
+    if not notes:
+        return None
+    seeds = len({r.spec.train.seed for r in runs}) or 1
+    distinct = len({r.run_id for r in runs}) // seeds
+    if distinct < len(runs) // seeds:
+        rows = (
+            f"{len(spec.cases)} cases"
+            if len(runs) // seeds == len(spec.cases)
+            else f"{len(runs) // seeds} runs"
+        )
+        notes[-1] += f" ({rows} → {distinct} distinct run{'s' * (distinct != 1)} per seed)"
+    return "; ".join(notes)
 
 
 def make_optimizer(

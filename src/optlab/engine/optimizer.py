@@ -89,7 +89,7 @@ class StackedOptimizer:
         else:
             (spec,) = specs  # one run per group
             cls = resolve_import_path(spec.name)
-            self.torch_optimizer = cls(list(params.values()), lr=spec.lr, **spec.kwargs)
+            self.torch_optimizer = cls(list(params.values()), **spec.torch_arguments())
             self.base_lr = spec.lr
             self.fused = None
 
