@@ -490,6 +490,7 @@ def export_tensorboard(
 @app.command()
 def reproduce(
     suite: Annotated[str, typer.Argument(help="catalog suite or experiment")] = "paper",
+    set_: SetOpt = None,
     seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
     workers: WorkersOpt = None,
@@ -507,7 +508,7 @@ def reproduce(
 
     check_workers(workers)
     budget = memory_budget(max_memory)
-    specs, planned = plan(suite, None, profile, seeds, budget)
+    specs, planned = plan(suite, set_, profile, seeds, budget)
     db = open_store(store)
     train(specs, planned, db, workers, err_console if as_json else console, budget, fresh)
     convergence.record(db, sorted({p.run_id for p in planned}))

@@ -205,7 +205,7 @@ def test_compiled_step_equals_eager_up_to_rounding(model):
     from optlab.tasks.voronoi import make_environment
 
     env = make_environment(2, 2, 64, 8, 8, 42, "paper")
-    net = build_model(ModelSpec(name=model, hidden_dim=64), env)
+    net = build_model(ModelSpec(name=model, hidden_dim=64 if model == "centers" else None), env)
     params = stack_runs([net.init(torch.Generator().manual_seed(s)) for s in range(4)])
     params = {k: v.requires_grad_() for k, v in params.items()}
     x, y = (t[None, :32] for t in env.tensors("train"))
