@@ -36,3 +36,17 @@ def test_life_cycle_and_load(tmp_path):
 def test_load_of_a_missing_store_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.db"):
         optlab.load(tmp_path / "nope.db")
+
+
+def test_versions_name_the_commit_of_this_checkout():
+    import subprocess
+    from pathlib import Path
+
+    from optlab.store.sqlite import commit, versions
+
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert commit() is not None and commit().rstrip("+") == head  # an editable install
+    assert versions()["commit"] == commit()

@@ -109,27 +109,27 @@ def versions() -> dict[str, str]:
 
 @functools.cache
 def commit() -> str | None:
-    """optlab's git commit where it runs from a checkout (``+`` if the tree has changes)."""
+    """optlab's git commit where it runs from its own checkout (``+`` if tracked files have
+    changes); None for an installed package, or one that lies in another project's tree."""
     spec = importlib.util.find_spec("optlab")
-    where = Path(spec.origin).parent if spec and spec.origin else None
+    if spec is None or spec.origin is None:
+        return None
+    where = Path(spec.origin).parent
     try:
-        head = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        top = _git(where, "rev-parse", "--show-toplevel")
+        if Path(top).resolve() / "src" / "optlab" != where.resolve():
+            return None
+        dirty = _git(where, "status", "--porcelain", "--untracked-files=no")
+        return _git(where, "rev-parse", "--short", "HEAD") + ("+" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+" if dirty else "")
+
+
+def _git(where: Path, *args: str) -> str:
+    run = subprocess.run(
+        ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return run.stdout.strip()
 
 
 class Store:
