@@ -85,8 +85,21 @@ def test_a_stack_heavier_than_a_workers_share_is_split_into_shares():
 
 @pytest.mark.parametrize("rung", ["centers", "plus_minus"])
 def test_a_runs_numbers_are_bitwise_the_same_in_any_stack(tmp_path, rung):
-    """Split stacks change how long a sweep takes, never its results: the fused AdamW step
-    sees each run's tensors apart and eval chunks do not depend on the stack's size."""
+    """On one thread, as a sweep's workers run when there are as many as cores (the only
+    case in which it splits stacks), split stacks change how long a sweep takes, never its
+    results: the fused AdamW step sees each run's tensors apart and eval chunks do not
+    depend on the stack's size."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _train_split_and_whole(tmp_path, rung)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_split_and_whole(tmp_path, rung):
     small = {**SMALL, "train.steps": 120, "train.eval_every": 40}
     planned = [p for p in expand(load_experiment("ladder"), small, seeds=[1, 2, 3, 4, 5])]
     specs = [p.spec for p in planned if p.case == rung]

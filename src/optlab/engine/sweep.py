@@ -5,10 +5,13 @@ numeric optimizer hyperparameters) form one group and train as one stack. Groups
 cut into stacks of at most ``max_runs``, and of as many runs as fit a memory budget
 (``engine.memory``), and, with ``workers > 1``, trained in a pool of processes that divide
 the machine's cores among them (two processes that each take every core slow each other
-down many times over); every worker writes to the one store. A stack that alone outweighs
-a worker's share of the sweep is split, so that no core idles while it finishes on
-another: a run's numbers are bitwise the same in any stack (``engine.optimizer``,
-``engine.train.eval_pieces``), so splitting changes how long a sweep takes, not its results.
+down many times over); every worker writes to the one store. Where each worker has one
+thread (as many workers as cores, the default), a stack that alone outweighs a worker's
+share of the sweep is split, so that no core idles while it finishes on another: on one
+thread a run's numbers are bitwise the same in any stack (``engine.optimizer``,
+``engine.train.eval_pieces``), so splitting changes how long a sweep takes, not its
+results. (With several threads torch splits its reductions by tensor size, so a stack's
+size can move a run's last bits: stacks are then left whole.)
 """
 
 from __future__ import annotations
@@ -138,10 +141,12 @@ def run_planned(
     numeric path than this machine's."""
     store.plan(planned, experiments)
     budget = None if max_memory is None else max_memory // max(1, workers)
-    stacks = balance(group_runs(pending(planned, store, fresh), max_runs, budget), workers)
+    stacks = group_runs(pending(planned, store, fresh), max_runs, budget)
+    threads = max(1, default_workers() // workers)
+    if threads == 1:
+        stacks = balance(stacks, workers)
     if workers <= 1 or len(stacks) <= 1:
         return [o for stack in stacks for o in train_group(stack, store, on_steps, fresh)]
-    threads = max(1, default_workers() // workers)
     context = multiprocessing.get_context("spawn")  # no forked OpenMP pools
     outcomes: list[Outcome] = []
     with ProcessPoolExecutor(
