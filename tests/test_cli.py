@@ -106,13 +106,17 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, frag
 
 def test_run_then_show_json(tmp_path):
     store = str(tmp_path / "s.db")
-    result = runner.invoke(app, ["run", "ladder", "--profile", "quick", *TINY, "--store", store])
+    result = runner.invoke(
+        app, ["run", "ladder", "--profile", "quick", "--seeds", "1", *TINY, "--store", store]
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(runner.invoke(app, ["show", "--json", "--store", store]).output)
     assert len(records) == 8 and {r["status"] for r in records} == {"complete"}
     exact = next(r for r in records if r["model"] == "exact")
     assert exact["test_accuracy"] == 1.0 and abs(exact["test_loss"] - 0.31326) < 1e-4
-    again = runner.invoke(app, ["run", "ladder", "--profile", "quick", *TINY, "--store", store])
+    again = runner.invoke(
+        app, ["run", "ladder", "--profile", "quick", "--seeds", "1", *TINY, "--store", store]
+    )
     assert "8 runs, 0 to train" in again.output
 
 

@@ -351,3 +351,19 @@ def test_an_override_of_a_grid_axis_is_noted():
         "--set optimizer.lr=0.003 replaces the values of the grid axis optimizer.lr "
         "(2 runs → 1 distinct run per seed)"
     )
+
+
+def test_a_profile_runs_its_own_default_seeds():
+    final = load_experiment("final")
+    assert final.seeds_for("paper") == final.seeds == [42]
+    assert final.seeds_for("quick") == list(range(42, 51))
+    quick = expand(final, profile="quick")
+    assert sorted({r.spec.train.seed for r in quick}) == list(range(42, 51))
+    assert {r.spec.train.seed for r in expand(final)} == {42}
+    assert {r.spec.train.seed for r in expand(final, profile="quick", seeds=[7])} == {7}
+
+
+def test_a_profiles_seeds_must_be_ints():
+    tree = {"name": "x", "profiles": {"quick": {"seeds": "many"}}}
+    with pytest.raises(SpecError, match="profiles.quick.seeds: 'many' is not allowed"):
+        load_experiment(tree)

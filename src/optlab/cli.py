@@ -88,7 +88,7 @@ def plan(
         overrides = dict(parse_override(s) for s in sets or [])
         specs, planned = load_suite(experiment), []
         for spec in specs:
-            first = spec.seeds[0]
+            first = spec.seeds_for(profile)[0]
             seed_list = None if seeds is None else list(range(first, first + seeds))
             planned += expand(spec, overrides, profile=profile, seeds=seed_list)
     except SpecError as err:

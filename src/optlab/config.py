@@ -552,7 +552,13 @@ class ExperimentSpec(_Strict):
             return {}, {}, self.tune
         tree = dict(self.profiles[name])
         cases, tune = tree.pop("cases", {}), tree.pop("tune", {})
+        tree.pop("seeds", None)
         return tree, cases, {**self.tune, **tune}
+
+    def seeds_for(self, profile: str) -> list[int]:
+        """The training seeds a profile runs by default: its own ``seeds`` (as many as its
+        claims need to be decided, where that is affordable at its scale), else the spec's."""
+        return list(self.profiles.get(profile, {}).get("seeds", self.seeds))
 
 
 class PlannedRun(BaseModel):
@@ -713,6 +719,11 @@ def load_experiment(source: str | Path | dict) -> ExperimentSpec:
             f"baseline: {spec.baseline!r} is not a case; valid: {', '.join(spec.cases)}"
         )
     for name in ("paper", *spec.profiles):
+        seeds = spec.profiles.get(name, {}).get("seeds", spec.seeds)
+        if not (isinstance(seeds, list) and seeds and all(isinstance(x, int) for x in seeds)):
+            raise SpecError(f"profiles.{name}.seeds: {seeds!r} is not allowed: a list of ints")
+        for seed in seeds:
+            validate_run({"train": {"seed": seed}})
         overrides, per_case, tune = spec.profile(name)
         if unknown := sorted(set(per_case) - set(spec.cases)):
             raise SpecError(
@@ -756,7 +767,7 @@ def expand(
         for cell in itertools.product(*axes.values()):
             tree = _apply(case_tree, dict(zip(axes, cell, strict=True)))
             tree = _apply(tree, overrides or {})
-            for seed in seeds or spec.seeds:
+            for seed in seeds or spec.seeds_for(profile):
                 run = validate_run(_apply(tree, {"train.seed": seed}))
                 runs.append(PlannedRun(experiment=spec.name, case=case, spec=run))
     return runs
