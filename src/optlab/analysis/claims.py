@@ -70,6 +70,7 @@ from optlab.analysis.verdicts import (
     tested,
     too_few,
     undecided,
+    unless_too_few,
 )
 from optlab.store import Store
 
@@ -129,11 +130,9 @@ def _pairs(ev: Evidence, part: dict, check: Callable[[str, Estimate, int], Check
             checks.append(missing(label))
             continue
         e = compare(x, y)
-        checks.append(check(label, e, sign))
-        if e.n < MIN_SEEDS:
-            checks[-1] = undecided(
-                checks[-1], f"{label} = {e.mean:+.4f} {e.method}: {too_few(e.n)}"
-            )
+        checks.append(
+            unless_too_few(check(label, e, sign), e.n, f"{label} = {e.mean:+.4f} {e.method}")
+        )
     return checks
 
 
@@ -200,9 +199,7 @@ def _trend(ev: Evidence, part: dict) -> list[Check]:
     check = tested(
         f"slope {e.mean:+.4g} [{e.lo:+.4g}, {e.hi:+.4g}] {unit} of {metric}, {over},", e, want
     )
-    if e.n < MIN_SEEDS:
-        return [undecided(check, f"slope {e.mean:+.4g} {unit} of {metric}, {over}: {too_few(e.n)}")]
-    return [check]
+    return [unless_too_few(check, e.n, f"slope {e.mean:+.4g} {unit} of {metric}, {over}")]
 
 
 def _settles_more(ev: Evidence, part: dict) -> list[Check]:
@@ -213,10 +210,7 @@ def _settles_more(ev: Evidence, part: dict) -> list[Check]:
         why = "no runs in the store" if absent else "needs the params probe"
         return [missing(f"settling of {a}, {b}", why)]
     e, label = compare(x, y), f"settled share {a} {x.mean():.2f} vs {b} {y.mean():.2f}"
-    check = tested(f"{label}, {seeds_of(e)},", e, 1)
-    if e.n < MIN_SEEDS:
-        return [undecided(check, f"{label}, {e.method}: {too_few(e.n)}")]
-    return [check]
+    return [unless_too_few(tested(f"{label}, {seeds_of(e)},", e, 1), e.n, f"{label}, {e.method}")]
 
 
 RULES: dict[str, Callable[[Evidence, dict], list[Check]]] = {

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from optlab.analysis.convergence import settling, tail
-from optlab.analysis.stats import MIN_SEEDS, compare, linear_fit
+from optlab.analysis.stats import compare, linear_fit
 from optlab.analysis.verdicts import (
     Check,
     Evidence,
@@ -42,8 +42,7 @@ from optlab.analysis.verdicts import (
     per_seed,
     seeds_of,
     tested,
-    too_few,
-    undecided,
+    unless_too_few,
 )
 
 Curve = Callable[[np.ndarray, np.ndarray], bool]
@@ -218,10 +217,7 @@ def _noisier(ev: Evidence, part: dict) -> list[Check]:
         return [_unrecorded(ev, part, f"{name} of {a}, {b}")]
     e = compare(x, y)
     label = f"{name} noise {a} {x.mean():.4f} vs {b} {y.mean():.4f}"
-    check = tested(f"{label}, {seeds_of(e)},", e, 1)
-    if e.n < MIN_SEEDS:
-        return [undecided(check, f"{label}, {e.method}: {too_few(e.n)}")]
-    return [check]
+    return [unless_too_few(tested(f"{label}, {seeds_of(e)},", e, 1), e.n, f"{label}, {e.method}")]
 
 
 RULES: dict[str, Callable[[Evidence, dict], list[Check]]] = {

@@ -174,6 +174,12 @@ def undecided(check: Check, value: str) -> Check:
     return replace(check, value=value, verdict=INCONCLUSIVE, p=None)
 
 
+def unless_too_few(check: Check, n: int, value: str) -> Check:
+    """``check``, or from fewer than ``MIN_SEEDS`` seeds ``undecided``, its value ``value``
+    and why."""
+    return check if n >= MIN_SEEDS else undecided(check, f"{value}: {too_few(n)}")
+
+
 def lean(mean: float, edges: list[float], inside: Callable[[float, float], str | None]):
     """The verdict an interval shrunk to the mean would get, and the gap to the nearest edge."""
     return inside(mean, mean), min(abs(mean - e) for e in edges)
@@ -207,6 +213,4 @@ def per_seed(passed: Sequence[bool], what: str) -> list[Check]:
     value = f"{what} in {k}/{n} seeds"
     check = Check(value, leaning or INCONCLUSIVE, method="per seed", leaning=leaning)
     check.seeds_needed = MIN_SEEDS if leaning else None
-    if n < MIN_SEEDS:
-        return [undecided(check, f"{value}: {too_few(n)}")]
-    return [check]
+    return [unless_too_few(check, n, value)]

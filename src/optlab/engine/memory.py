@@ -22,8 +22,7 @@ from optlab.config import RunSpec
 from optlab.engine.train import task_for
 from optlab.models import MODEL_DEFAULTS, build_model
 from optlab.tasks import build_task
-from optlab.tasks.voronoi import _LABEL_CHUNK as LABEL_ROWS  # rows labelled at a time
-from optlab.tasks.voronoi import K_HIGH
+from optlab.tasks.voronoi import K_HIGH, LABEL_CHUNK
 
 STATE_COPIES = 6  # θ, ∇θ, m, v, and two temporaries of the update
 ACTIVATION_COPIES = 12  # (B, width) tensors kept per run between forward and backward
@@ -84,7 +83,7 @@ def data_bytes(spec: RunSpec) -> tuple[int, str]:
         n_train = t.steps * t.batch_size if not t.batch_milestones else spec.n_train
     n = n_train + task.n_eval + task.n_test
     per_point = (POINT_BYTES_PER_DIM + (item if item > 4 else 0)) * task.dim + POINT_BYTES
-    need = per_point * n + LABEL_SCORES * min(n, LABEL_ROWS) * K_HIGH * 8
+    need = per_point * n + LABEL_SCORES * min(n, LABEL_CHUNK) * K_HIGH * 8
     if t.data == "stream":
         drawn = (
             f"train.steps × train.batch_size: {t.steps:,} × {t.batch_size:,}"

@@ -44,14 +44,20 @@ class _FusedCall:
     step: Tensor
 
 
+def fusable(spec, steps: int | None) -> bool:
+    """Whether an ``OptimizerSpec``'s update is the fused AdamW kernel's: adamw with decay
+    l2 or none and no ε tied to η (the kernel itself then runs where it agrees with the rule)."""
+    tied_eps = optimizer_schedules(spec, steps)[2] is not None
+    return spec.name == "adamw" and spec.decay in ("l2", "none") and not tied_eps
+
+
 def update_path(spec, steps: int, dtype: torch.dtype, device: torch.device) -> str:
     """How an ``OptimizerSpec``'s update is computed, for a run's numeric path: the fused
-    AdamW kernel (adamw, decay l2 or none, no ε tied to η, where the kernel agrees with the
-    rule on this dtype and device), the pure rule, or a torch.optim class."""
+    AdamW kernel (where ``fusable`` and the kernel agrees with the rule on this dtype and
+    device), the pure rule, or a torch.optim class."""
     if spec.name not in OPTIMIZERS:
         return f"torch.optim {spec.name}"
-    fusable = spec.name == "adamw" and spec.decay in ("l2", "none")
-    if fusable and optimizer_schedules(spec, steps)[2] is None and kernel_agrees(dtype, device):
+    if fusable(spec, steps) and kernel_agrees(dtype, device):
         return "fused adamw"
     return f"pure {spec.name}"
 
@@ -85,7 +91,7 @@ class StackedOptimizer:
                 )
             self.state = {k: self.rule.init(p) for k, p in params.items()}
             self.torch_optimizer = None
-            self.fused = self._fused_groups(spec.name)
+            self.fused = self._fused_groups() if fusable(spec, steps) and params else None
         else:
             (spec,) = specs  # one run per group
             cls = resolve_import_path(spec.name)
@@ -123,15 +129,13 @@ class StackedOptimizer:
         for name, p in self.params.items():
             p.copy_(new_params[name])
 
-    def _fused_groups(self, name: str) -> list[_FusedCall] | None:
-        """For ``adamw`` with decay l2 or none and no ε tied to η: the ``fused_adamw_`` calls
-        of a step, one per set of numbers its runs share; else None. Each run's tensors go to
-        the kernel as views of their own: a kernel walks a tensor in vector-wide blocks and
-        a scalar tail, so a whole stack would put a run's numbers in a block or the tail by
-        its place in the stack, and its result would depend (in the last bit, which a
+    def _fused_groups(self) -> list[_FusedCall] | None:
+        """The ``fused_adamw_`` calls of a step of ``fusable`` runs, one per set of numbers its
+        runs share (None where a tensor's numbers do not fit the kernel). Each run's tensors
+        go to the kernel as views of their own: a kernel walks a tensor in vector-wide blocks
+        and a scalar tail, so a whole stack would put a run's numbers in a block or the tail
+        by its place in the stack, and its result would depend (in the last bit, which a
         chaotic run amplifies) on the runs it was stacked with. Run by run it does not."""
-        if name != "adamw" or self.eps_lr_ratio is not None or not self.params:
-            return None
         runs = next(iter(self.params.values())).shape[0]
         order = list(self.params)
         groups: dict[tuple, tuple[dict[str, float], list[tuple[str, int]]]] = {}

@@ -89,6 +89,9 @@ ADDED_COLUMNS = {
     "attempts": "INTEGER NOT NULL DEFAULT 0",
 }
 MAX_VARIABLES = 500  # per statement: SQLite allows 999 before 3.32, 32,766 since
+# a run's numeric path as runs() gives it: runs of a store from before paths were recorded
+# name their device (and compiled / flushed) instead
+PATH_SQL = "COALESCE(r.numeric_path, 'not recorded (' || COALESCE(r.device, '?') || ')')"
 LEASE_TIMEOUT = 1800.0  # seconds without a heartbeat before another host's lease is stale
 
 MetricRow = tuple[str, str, str, int, float]  # run_id, split, name, step, value
@@ -272,8 +275,8 @@ class Store:
     def runs(self, experiment: str | None = None) -> pd.DataFrame:
         """One row per (experiment, run): ids, status, timings, and the config flattened."""
         sql = (
-            "SELECT e.experiment, e.case_name AS 'case', r.* FROM experiment_runs e "
-            "JOIN runs r ON r.id = e.run_id"
+            f"SELECT e.experiment, e.case_name AS 'case', r.*, {PATH_SQL} AS path "
+            "FROM experiment_runs e JOIN runs r ON r.id = e.run_id"
         )
         params: tuple = ()
         if experiment is not None:
@@ -282,8 +285,7 @@ class Store:
         df = pd.read_sql_query(sql + " ORDER BY e.rowid", self.db, params=params)
         if df.empty:
             return df
-        unrecorded = "not recorded (" + df["device"].fillna("?") + ")"
-        df["numeric_path"] = df["numeric_path"].fillna(unrecorded)
+        df["numeric_path"] = df.pop("path")
         if self.compared is not None:
             path, key = self.compared
             kept = df["numeric_path"].map(key) == path
@@ -293,18 +295,15 @@ class Store:
 
     def numeric_paths(self, experiments: Iterable[str] | None = None) -> dict[str, int]:
         """How many done runs (of some experiments) each numeric path computed, most first."""
-        saved, self.compared = self.compared, None
-        try:
-            frames = (
-                [self.runs(e) for e in experiments] if experiments is not None else [self.runs()]
-            )
-        finally:
-            self.compared = saved
-        done = [f[f["status"].isin(DONE)] for f in frames if not f.empty]
-        if not done:
-            return {}
-        counts = pd.concat(done).drop_duplicates("id")["numeric_path"].value_counts()
-        return {str(k): int(v) for k, v in counts.items()}
+        names = None if experiments is None else list(experiments)
+        where = "" if names is None else f" AND e.experiment IN ({','.join('?' * len(names))})"
+        rows = self.db.execute(
+            f"SELECT {PATH_SQL}, COUNT(DISTINCT r.id) FROM experiment_runs e "
+            f"JOIN runs r ON r.id = e.run_id WHERE r.status IN {DONE}{where} "
+            "GROUP BY 1 ORDER BY 2 DESC",
+            names or (),
+        ).fetchall()
+        return dict(rows)
 
     def compare_only(
         self, numeric_path: str | None, key: Callable[[str], str] = lambda path: path

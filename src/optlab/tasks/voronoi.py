@@ -27,7 +27,7 @@ from optlab.tasks.base import class_counts, split_tensors
 
 K_LOW, K_HIGH = 100, 151  # k = randint(100, 151), as the original
 BOUND = 100.0  # points and centers are uniform on [-100, 100]^D
-_LABEL_CHUNK = 1 << 18  # rows labelled at a time, to bound memory
+LABEL_CHUNK = 1 << 18  # rows labelled at a time, to bound memory
 
 RULES = ("paper", "euclidean")
 SPLITS = ("train", "eval", "test")
@@ -97,13 +97,13 @@ def assign_labels(
     elif rule != "euclidean":
         raise ValueError(f"task.rule: {rule!r} is not a rule; valid: {', '.join(RULES)}")
     nearest = np.empty(len(points), dtype=np.int64)
-    for lo in range(0, len(points), _LABEL_CHUNK):
-        x = points[lo : lo + _LABEL_CHUNK]
+    for lo in range(0, len(points), LABEL_CHUNK):
+        x = points[lo : lo + LABEL_CHUNK]
         if rule == "paper":
             score = (x @ c_hat.T - 1.0) ** 2
         else:  # ‖x − c‖² up to the ‖x‖² term, which does not change the argmin
             score = (centers**2).sum(1) - 2.0 * x @ centers.T
-        nearest[lo : lo + _LABEL_CHUNK] = score.argmin(axis=1)
+        nearest[lo : lo + LABEL_CHUNK] = score.argmin(axis=1)
     return center_labels[nearest].astype(np.int64)
 
 
