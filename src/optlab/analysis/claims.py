@@ -43,7 +43,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from optlab.analysis import curves
+from optlab.analysis import curves, invariance, solutions
 from optlab.analysis.stats import (
     MIN_SEEDS,
     Estimate,
@@ -74,7 +74,8 @@ from optlab.analysis.verdicts import (
 )
 from optlab.store import Store
 
-CLAIMS_FILE = Path(__file__).parent.parent / "catalog" / "claims" / "paper.toml"
+CLAIMS_DIR = Path(__file__).parent.parent / "catalog" / "claims"
+CLAIMS_FILE = CLAIMS_DIR / "paper.toml"
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -223,6 +224,8 @@ RULES: dict[str, Callable[[Evidence, dict], list[Check]]] = {
     "trend": _trend,
     "settles_more": _settles_more,
     **curves.RULES,
+    **solutions.RULES,
+    **invariance.RULES,
 }
 FILE_NUMBER = re.compile(r"^\s*(seed\s*)?\d{3}\b")  # "002 §3.3.1": cite sources by name
 
@@ -231,10 +234,11 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def load_claims(path: Path = CLAIMS_FILE) -> list[dict]:
-    """The claims of ``path``; each must quote its sentence, cite its source by name and use
-    known rules."""
-    claims = tomllib.loads(Path(path).read_text())["claims"]
+def load_claims(path: Path | None = None) -> list[dict]:
+    """The claims of ``path``, or of every catalog claims file (the paper's, the theory's);
+    each must quote its sentence, cite its source by name and use known rules."""
+    paths = [Path(path)] if path is not None else sorted(CLAIMS_DIR.glob("*.toml"))
+    claims = [c for p in paths for c in tomllib.loads(p.read_text())["claims"]]
     for claim in claims:
         for key in ("quote", "source"):
             if not str(claim.get(key, "")).strip():
