@@ -208,7 +208,7 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
 class ScheduleSpec(_Strict):
     """A schedule as a factor of its base value (see ``optlab.optim.schedules``)."""
 
-    kind: Literal["constant", "warmup", "cosine", "step", "lr_equivalent"] = "constant"
+    kind: Literal["constant", "warmup", "cosine", "step", "lr_equivalent", "li_arora"] = "constant"
     warmup: int = Field(0, ge=0, description="linear warmup steps (warmup, cosine, step)")
     milestones: list[PositiveFloat] = Field(
         default_factory=list, description="step: where γ applies; < 1: a fraction of the steps"
@@ -216,6 +216,22 @@ class ScheduleSpec(_Strict):
     gamma: float = Field(0.1, gt=0, description="step: the factor at each milestone")
     final: float = Field(0.0, ge=0, description="cosine: the factor it ends at")
     steps: int | None = Field(None, ge=1, description="cosine: horizon T; None: train.steps")
+    lr_decay: float = Field(
+        0.0, ge=0, lt=1, description="li_arora: the product ηλ of the weight decay it replaces"
+    )
+    momentum: float = Field(0.0, ge=0, lt=1, description="li_arora: the optimizer's momentum γ")
+
+    @model_validator(mode="after")
+    def _li_arora_fields(self) -> ScheduleSpec:
+        """lr_decay and momentum are li_arora's alone, and it needs a decay to replace."""
+        if self.kind == "li_arora" and self.lr_decay == 0:
+            raise OptionError("lr_decay", 0, "li_arora needs lr_decay = ηλ > 0, the decay it replaces")
+        for field in ("lr_decay", "momentum"):
+            if self.kind != "li_arora" and getattr(self, field) != 0:
+                raise OptionError(
+                    field, getattr(self, field), f"only kind 'li_arora' reads it, not {self.kind!r}"
+                )
+        return self
 
 
 class OptimizerSpec(_Strict):
@@ -446,6 +462,16 @@ class TrainSpec(_Strict):
         "faster ladder-rung steps after seconds of compiling per shape (the final model runs "
         "slower); equal to eager up to rounding",
     )
+    project: Literal["none", "unit_norm"] = Field(
+        "none",
+        description="unit_norm: each scale-invariant weight projected to the unit sphere at "
+        "init and after every step (optlab.engine.norms)",
+    )
+    graft_norms: dict[str, Any] = Field(
+        default_factory=dict,
+        description="optimizer fields of a partner run (this run otherwise, e.g. its weight "
+        "decay) whose scale-invariant weights' norms this run takes after every step",
+    )
     flush_subnormals: bool = Field(
         True,
         description="flush subnormal floats to zero on CPU (torch.set_flush_denormal): x86 "
@@ -504,6 +530,22 @@ class RunSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _graft_partner(self) -> RunSpec:
+        """``train.graft_norms`` must name optimizer fields that make a valid partner."""
+        if self.train.graft_norms:
+            try:
+                OptimizerSpec.model_validate(
+                    {**self.optimizer.model_dump(), **self.train.graft_norms}
+                )
+            except ValidationError as err:
+                problem = err.errors()[0]
+                field = ".".join(str(x) for x in problem["loc"])
+                raise ValueError(
+                    f"train.graft_norms: the partner's optimizer.{field}: {problem['msg']}"
+                ) from None
+        return self
+
     @property
     def run_id(self) -> str:
         payload = self.model_dump(mode="json")
@@ -511,9 +553,12 @@ class RunSpec(_Strict):
         for how in ("device", "compile", "flush_subnormals"):
             del payload["train"][how]
         # fields added after stores existed count only when set, so old run ids still hold
-        for table, key in ADDED_FIELDS:
-            if payload[table][key] == getattr(RunSpec.model_fields[table].default, key, None):
-                del payload[table][key]
+        for *tables, key in ADDED_FIELDS:
+            parent, default = payload, RunSpec()
+            for table in tables:
+                parent, default = parent[table], getattr(default, table)
+            if parent[key] == getattr(default, key):
+                del parent[key]
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -525,7 +570,17 @@ class RunSpec(_Strict):
         return sum(t.batch_sizes) if t.data == "stream" else self.task.n_train
 
 
-ADDED_FIELDS = (("model", "kwargs"), ("train", "dtype"))
+ADDED_FIELDS = (
+    ("model", "kwargs"),
+    ("train", "dtype"),
+    ("train", "project"),
+    ("train", "graft_norms"),
+    *(
+        ("optimizer", schedule, key)
+        for schedule in ("lr_schedule", "eps_schedule")
+        for key in ("lr_decay", "momentum")
+    ),
+)
 
 
 class ExperimentSpec(_Strict):

@@ -137,3 +137,13 @@ def test_vmap_of_functional_call_equals_each_copy(make):
     out = call(params, buffers, x)
     for r, net in enumerate(copies):
         torch.testing.assert_close(out[r], net(x[r]), rtol=0, atol=1e-12)
+
+
+def test_a_fixed_head_and_no_gains_leave_only_scale_invariant_weights_to_train():
+    from optlab.models.module import ModuleModel
+
+    kwargs = {"width": 8, "normalization": "batchnorm", "affine": False, "fixed_head": True}
+    model = ModuleModel("mlp", kwargs, torch.zeros(1, 64), 10)
+    g = torch.Generator().manual_seed(0)
+    assert set(model.init(g)) == set(model.scale_invariant) == {"0.weight", "3.weight"}
+    assert {"6.weight", "6.bias"} <= set(model.init_buffers(g))  # stacked per run, not trained

@@ -93,3 +93,52 @@ def test_any_eps_schedule_function_drives_torch_adam_as_the_rule_sees_it():
         p, state = rules.adam(p, 2 * (p - noise), state, t, **hyper)
     assert torch.allclose(w.detach(), p[0], rtol=1e-10)
     assert opt.param_groups[0]["eps"] == pytest.approx(1e-2)
+
+
+def test_li_arora_without_momentum_is_the_closed_form():
+    f = schedules.li_arora(lr_decay=0.01, momentum=0.0)
+    assert [f(t) for t in (1, 2, 50)] == pytest.approx([0.99 ** -(2 * t - 1) for t in (1, 2, 50)])
+
+
+def test_li_arora_grows_as_the_larger_root_says():
+    lr_decay, gamma = 2.5e-4, 0.9
+    a = 1 + gamma - lr_decay
+    alpha = (a + math.sqrt(a * a - 4 * gamma)) / 2
+    f = schedules.li_arora(lr_decay, gamma)
+    assert f(3001) / f(3000) == pytest.approx(alpha**-2, rel=1e-9)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.9])
+def test_decay_at_a_constant_lr_equals_no_decay_under_the_li_arora_schedule(gamma):
+    """On a scale-invariant loss, SGD with momentum and coupled decay (torch.optim.SGD's
+    form) and SGD without decay under the schedule give the same directions w/‖w‖."""
+    g = torch.Generator().manual_seed(0)
+    a, target = torch.randn(6, 6, generator=g, dtype=torch.float64), torch.randn(6, generator=g)
+
+    def grad(w):
+        w = w.detach().requires_grad_()
+        return torch.autograd.grad(((a @ (w / w.norm()) - target) ** 2).sum(), w)[0]
+
+    lr, lam = 0.05, 0.02
+    decayed = torch.randn(6, generator=g, dtype=torch.float64)
+    scheduled = decayed.clone()
+    f = schedules.li_arora(lr * lam, gamma)
+    b1 = b2 = torch.zeros(6, dtype=torch.float64)
+    for t in range(1, 301):
+        b1 = gamma * b1 + grad(decayed) + lam * decayed if t > 1 else grad(decayed) + lam * decayed
+        decayed = decayed - lr * b1
+        b2 = gamma * b2 + grad(scheduled) if t > 1 else grad(scheduled)
+        scheduled = scheduled - lr * f(t) * b2
+    gap = (decayed / decayed.norm() - scheduled / scheduled.norm()).norm()
+    assert gap < 1e-10
+    grown = float(scheduled.norm() / decayed.norm())  # c_T: the undecayed weights grew
+    if gamma == 0:
+        assert grown == pytest.approx((1 - lr * lam) ** -300, rel=1e-9)
+    assert grown > 1.3
+
+
+def test_li_arora_reads_its_own_fields_only():
+    with pytest.raises(ValueError, match="lr_decay"):
+        ScheduleSpec(kind="cosine", lr_decay=0.1)
+    with pytest.raises(ValueError, match="ηλ > 0"):
+        ScheduleSpec(kind="li_arora")

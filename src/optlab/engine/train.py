@@ -25,6 +25,7 @@ from torch import Tensor
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.data import Batches, task_tensors
+from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
@@ -76,7 +77,13 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
         if key in seen or (spec.task.name == "voronoi" and spec.model.name in MODELS):
             continue
         seen.add(key)
-        build_model(spec.model, task_for(spec))
+        model = build_model(spec.model, task_for(spec))
+        setting = needs_scale_invariant(spec)
+        if setting and not getattr(model, "scale_invariant", ()):
+            raise ValueError(
+                f"{setting} acts on scale-invariant weights (a bias-free Linear into a "
+                f"normalizer), and model {spec.model.name} has none"
+            )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -263,9 +270,14 @@ def train_group(
     specs = [s for s in specs if s.run_id in leased]
     if not specs:
         return []
-    runs, run_ids = len(specs), [s.run_id for s in specs]
+    own = len(specs)  # the stored runs; grafted runs' shadow partners follow them
+    specs = [*specs, *shadows(specs)]
+    runs, run_ids = len(specs), [s.run_id for s in specs[:own]]
+    run_ids += [f"{s.run_id}{SHADOW}" for s in specs[own:]]
     stack = build_stack(specs, device)
     task, model, params = stack.task, stack.model, stack.params
+    norms = NormControl(specs[:own], getattr(model, "scale_invariant", ()))
+    norms(params)
     seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
     optimizer = StackedOptimizer(
         [s.optimizer for s in specs], params, spec.train.steps, seeds, sizes
@@ -295,7 +307,7 @@ def train_group(
     train_loss = torch.zeros(every, runs, device=device, dtype=stack.dtype)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
     rows, arrays = observe(0)
-    store.log(rows, arrays)
+    store.log(_stored(rows), _stored(arrays))
     last_flush = 0
     slices = run_slices(runs, max(sizes), model.width)
     losses_of = compiled_stack_losses() if spec.train.compile else stack_losses
@@ -309,6 +321,8 @@ def train_group(
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)
+            if norms.active:
+                norms(params)
             if recorded and recorder.wants_update:
                 recorder.after_step(params)
         loss = loss.detach()
@@ -324,16 +338,18 @@ def train_group(
             on_steps(runs * (steps - last_flush))
             break
         eval_rows, arrays = observe(t + 1)
-        store.log(rows + eval_rows, arrays)
+        store.log(_stored(rows + eval_rows), _stored(arrays))
     seconds = time.perf_counter() - started
     test_x, test_y = task_tensors(task, "test", device, stack.dtype)
     test = evaluate(model, stack.state, test_x, test_y, runs, loss=task.loss)
     eval_rows, arrays = observe(last_flush, final=True)
     rows += eval_rows + _eval_rows(run_ids, last_flush, test, task, "test")
-    diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()]
-    store.finish([(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)], rows, arrays)
-    loss = test.loss.tolist()
-    acc = [None] * runs if test.accuracy is None else test.accuracy.tolist()
+    diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()][:own]
+    run_ids = run_ids[:own]
+    done = [(i, d, seconds) for i, d in zip(run_ids, diverged, strict=True)]
+    store.finish(done, _stored(rows), _stored(arrays))
+    loss = test.loss.tolist()[:own]
+    acc = [None] * own if test.accuracy is None else test.accuracy.tolist()[:own]
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
 
 
@@ -364,6 +380,11 @@ def first_divergence(losses: Tensor, first: int, diverged_at: Tensor) -> Tensor:
     bad = ~torch.isfinite(losses)
     step = bad.int().argmax(0) + first + 1  # argmax gives the first of equal maxima
     return torch.where((diverged_at < 0) & bad.any(0), step, diverged_at)
+
+
+def _stored(rows: list) -> list:
+    """Rows (or arrays) without those of shadow partners, which the store never holds."""
+    return [r for r in rows if not r[0].endswith(SHADOW)]
 
 
 def _train_rows(run_ids: Sequence[str], first: int, losses: Tensor) -> list:

@@ -11,7 +11,9 @@ script), and R runs are stacked on a leading axis as in the ``torch.func`` ensem
 recipe: ``stack_module_state``, then ``vmap`` of ``functional_call``. ``nn.Sequential``
 models of common layers take a hand-stacked path instead (``optlab.models.stacked``),
 the same numbers without vmap's cost per op. Buffers (BatchNorm's running statistics)
-are per run. The module runs in training mode while autograd records (a training step)
+are per run, and so are parameters the factory froze (``requires_grad = False``, the
+PyTorch idiom for a layer held fixed): they reach the forward beside the buffers and are
+never trained. The module runs in training mode while autograd records (a training step)
 and in eval mode otherwise (``evaluate`` runs without autograd).
 """
 
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from optlab.models.base import Params
+from optlab.models.nets import scale_invariant
 from optlab.models.stacked import stacked_sequential
 
 # built-in nn.Module factories, by name (imported when first used)
@@ -127,6 +130,9 @@ class ModuleModel:
         self.buffer_names = tuple(n for n, _ in self.base.named_buffers())
         self.fast = stacked_sequential(self.base)
         self.width = activation_width(self.base, example)
+        trained = {k for k, p in self.base.named_parameters() if p.requires_grad}
+        # weights the loss does not see the scale of (a bias-free Linear into a normalizer)
+        self.scale_invariant = tuple(k for k in scale_invariant(self.base) if k in trained)
 
     @functools.lru_cache(maxsize=1)  # noqa: B019 - init and init_buffers of one run build once
     def _build(self, seed: int) -> nn.Module:
@@ -135,14 +141,17 @@ class ModuleModel:
             return build_module(self.name, self.kwargs, self.input_shape, self.classes)
 
     def init(self, generator: torch.Generator) -> Params:
-        """One run's parameters, as the factory draws them under the run's training seed."""
+        """One run's trained parameters, as the factory draws them under the run's training
+        seed."""
         module = self._build(generator.initial_seed())
-        return {k: p.detach() for k, p in module.named_parameters()}
+        return {k: p.detach() for k, p in module.named_parameters() if p.requires_grad}
 
     def init_buffers(self, generator: torch.Generator) -> Params:
-        """One run's buffers (BatchNorm running statistics), built like ``init``."""
+        """One run's buffers (BatchNorm running statistics) and frozen parameters, built
+        like ``init``."""
         module = self._build(generator.initial_seed())
-        return {k: b.detach().clone() for k, b in module.named_buffers()}
+        frozen = {k: p.detach().clone() for k, p in module.named_parameters() if not p.requires_grad}
+        return {**frozen, **{k: b.detach().clone() for k, b in module.named_buffers()}}
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         """Outputs (R, B, ...) for stacked parameters and buffers (one dict, each (R, ...))

@@ -38,12 +38,18 @@ def mlp(
     width: int = 128,
     activation: str = "relu",
     normalization: str = "none",
+    affine: bool = True,
+    fixed_head: bool = False,
 ) -> nn.Sequential:
     """``depth`` hidden layers Linear → normalization → activation, then a Linear head
     (after a Flatten when one example has more than one axis).
 
     A Linear that feeds a normalizer has no bias (BatchNorm would subtract it; the
     normalizer brings its own), so that its weight is scale-invariant (``scale_invariant``).
+    ``affine = False`` drops the normalizers' gain and bias; ``fixed_head`` keeps the head
+    at its init (``requires_grad = False``). With both and a normalizer, every trained
+    weight is scale-invariant, as Li and Arora (2020) fix the last layer for their
+    exponential learning-rate theorem.
     """
     _choice("activation", activation, ACTIVATIONS)
     _choice("normalization", normalization, NORMALIZATIONS)
@@ -57,11 +63,19 @@ def mlp(
     for _ in range(depth):
         layers.append(nn.Linear(fan_in, width, bias=norm is None))
         if norm is not None:
-            layers.append(norm(width))
+            layers.append(_normalizer(norm, width, affine))
         layers.append(ACTIVATIONS[activation]())
         fan_in = width
-    layers.append(nn.Linear(fan_in, classes))
-    return nn.Sequential(*layers)
+    head = nn.Linear(fan_in, classes)
+    head.requires_grad_(not fixed_head)
+    return nn.Sequential(*layers, head)
+
+
+def _normalizer(norm: type[nn.Module], width: int, affine: bool) -> nn.Module:
+    """A normalizer of ``width`` features, with or without its gain and bias."""
+    if norm is nn.LayerNorm:
+        return nn.LayerNorm(width, elementwise_affine=affine)
+    return norm(width, affine=affine)
 
 
 def cnn(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 Schedule = Callable[[int], float]
-SCHEDULES = ("constant", "warmup", "cosine", "step")
+SCHEDULES = ("constant", "warmup", "cosine", "step", "li_arora")
 
 
 def constant(t: int) -> float:
@@ -48,6 +48,33 @@ def step(t: int, milestones: Sequence[int], gamma: float, warmup_steps: int = 0)
     return gamma ** bisect.bisect_left(sorted(milestones), t)
 
 
+def li_arora(lr_decay: float, momentum: float) -> Schedule:
+    """The exponentially growing η_t that stands in for weight decay on scale-invariant
+    weights (Li and Arora 2020, Theorem 1.1), exact for torch.optim.SGD's momentum form.
+
+    SGD with momentum γ and coupled decay λ at a constant η (b_t = γb_{t−1} + ∇L + λw,
+    w_t = w_{t−1} − ηb_t, b_1 = ∇L + λw_0) is, for a loss with L(cw) = L(w), the same
+    sequence of functions as SGD with momentum γ, no decay and η_t = η·f(t): the iterates
+    satisfy w̃_t = c_t·w_t. Writing the decayed run as w_t = a·w_{t−1} − γ·w_{t−2} − η∇L(w_{t−1})
+    with a = 1 + γ − ηλ and w_{−1} = w_0, and substituting w̃ = c·w (∇L(cw) = ∇L(w)/c) into
+    the undecayed one, matches the two when c_t = 1/p_t and η_t = η·c_t·c_{t−1}, with
+
+        p_t = a·p_{t−1} − γ·p_{t−2},  p_{−1} = p_0 = 1,   f(t) = 1/(p_t·p_{t−1}).
+
+    p_t → A·α^t for the larger root α of x² − (1 + γ − ηλ)x + γ = 0, so f(t) ∝ α^{−2t}: the
+    paper's η̃_t = α^{−2t−1}η, here with the first steps exact. Without momentum,
+    f(t) = (1 − ηλ)^{−(2t−1)}. ``lr_decay`` is the product ηλ of the decay replaced.
+    """
+    a, p = 1 + momentum - lr_decay, [1.0, 1.0]  # p_{t−1}, p_t from t = 0
+
+    def f(t: int) -> float:
+        while len(p) <= t + 1:
+            p.append(a * p[-1] - momentum * p[-2])
+        return 1.0 / (p[t + 1] * p[t])
+
+    return f
+
+
 def make_schedule(spec, steps: int) -> Schedule:
     """The schedule named by ``spec`` (an ``optlab.config.ScheduleSpec``); ``steps`` is the
     cosine's horizon T."""
@@ -63,6 +90,8 @@ def make_schedule(spec, steps: int) -> Schedule:
     if kind == "step":
         milestones = at_steps(spec.milestones, steps)
         return lambda t: step(t, milestones, spec.gamma, w)
+    if kind == "li_arora":
+        return li_arora(spec.lr_decay, spec.momentum)
     raise ValueError(f"schedule kind {kind!r}; valid: {', '.join(SCHEDULES)}")
 
 
