@@ -181,6 +181,17 @@ class StackedOptimizer:
         ratio = None if self.eps_lr_ratio is None else self.eps_lr_ratio(t)
         return at_step(hyper, self.lr_scale(t), self.eps_factor(t), ratio)
 
+    @property
+    def step_degree(self) -> int | None:
+        """k in Δθ(c·g) = c^k·Δθ(g) of the rule (``Rule.step_degree``; a graft's is its
+        magnitude child's); None for an optimizer named by import path."""
+        if self.torch_optimizer is not None:
+            return None
+        if self.rule.step_degree is not None or not self.hypers:
+            return self.rule.step_degree
+        magnitude = next(iter(self.hypers.values()))["magnitude"]["rule"]
+        return OPTIMIZERS[magnitude].step_degree
+
     def hyper_for(self, name: str) -> dict:
         """The hyperparameters the last step applied to tensor ``name`` (numbers as (R,)
         tensors); empty for an optimizer named by import path. Probes read η, β1, β2 here."""

@@ -31,9 +31,17 @@ from optlab.optim.shells import SGD, Adam, AdamW, RMSprop, RuleShell
 
 @dataclass(frozen=True)
 class Rule:
+    """``step_degree`` is k in Δθ(c·g) = c^k·Δθ(g), the step's degree of homogeneity in the
+    gradients (every gradient scaled by c, decay aside): 1 where the step scales with the
+    gradient (SGD, with or without momentum), 0 where it does not (Adam's m̂/√v̂, RMSprop's
+    g/√v, a sign; up to ε). On a scale-invariant w the gradient scales as 1/‖w‖, so the
+    direction turns as η/‖w‖^(k+1) (Grosse (2022), CSC 2541 lecture 5). None: the rule's
+    hyperparameters decide (a graft steps as far as its magnitude child)."""
+
     update: Callable
     init: Callable
     hyper: Callable[..., dict]  # OptimizerSpec -> keyword arguments of ``update``
+    step_degree: int | None
     tree: Callable | None = None  # a step over all parameters at once, where the rule needs one
 
 
@@ -71,15 +79,19 @@ def _no_state(param: torch.Tensor) -> rules.State:
 
 OPTIMIZERS: dict[str, Rule] = {
     "adamw": Rule(
-        rules.adamw, rules.adam_init, lambda s: {**_adam_hyper(s), **_decoupled_hyper(s)}
+        rules.adamw,
+        rules.adam_init,
+        lambda s: {**_adam_hyper(s), **_decoupled_hyper(s)},
+        step_degree=0,
     ),
-    "adam": Rule(rules.adam, rules.adam_init, _adam_hyper),
+    "adam": Rule(rules.adam, rules.adam_init, _adam_hyper, step_degree=0),
     "sgd": Rule(
         rules.sgd,
         rules.momentum_init,
         lambda s: dict(
             lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay, nesterov=s.nesterov
         ),
+        step_degree=1,
     ),
     "rmsprop": Rule(
         rules.rmsprop,
@@ -92,11 +104,13 @@ OPTIMIZERS: dict[str, Rule] = {
             momentum=s.momentum,
             centered=s.centered,
         ),
+        step_degree=0,
     ),
     "nested_adam": Rule(
         variants.nested_adam,
         variants.nested_init,
         lambda s: {**_adam_hyper(s), **_decoupled_hyper(s), "bias_correction": s.bias_correction},
+        step_degree=0,
     ),
     "blockwise_adam": Rule(
         variants.blockwise_adam,
@@ -107,17 +121,22 @@ OPTIMIZERS: dict[str, Rule] = {
             "blocks": s.blocks,
             "block_size": s.block_size,
         },
+        step_degree=0,
     ),
     "harmonic": Rule(
         variants.harmonic_adam,
         rules.adam_init,
         lambda s: {**_adam_hyper(s), **_decoupled_hyper(s)},
+        step_degree=0,
     ),
-    "signsgd": Rule(sign.signsgd, _no_state, lambda s: {"lr": s.lr, **_decoupled_hyper(s)}),
+    "signsgd": Rule(
+        sign.signsgd, _no_state, lambda s: {"lr": s.lr, **_decoupled_hyper(s)}, step_degree=0
+    ),
     "signum": Rule(
         sign.signum,
         sign.signum_init,
         lambda s: {"lr": s.lr, "beta1": s.betas[0], **_decoupled_hyper(s)},
+        step_degree=0,
     ),
 }
 # a graft's children are rules of this registry, which then holds graft too
@@ -125,6 +144,7 @@ OPTIMIZERS["graft"] = Rule(
     functools.partial(graft, rules=OPTIMIZERS),
     _no_state,
     _graft_hyper,
+    step_degree=None,
     tree=functools.partial(graft_tree, rules=OPTIMIZERS),
 )
 
