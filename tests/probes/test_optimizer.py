@@ -42,7 +42,7 @@ def test_first_adamw_step_splits_into_decay_and_adaptive():
     grads = [torch.tensor([[2.0, 7.0]])]
     before, adaptive = split_update(opt, w, grads)
     opt.step(grads)
-    update = make_update(before, adaptive, w)
+    update = make_update(before, adaptive, w, grads)
     out = step_ratios(Observation(step=1, params=w, evaluation=NO_EVAL, update=update))
     dec, ada = 0.25, 0.1 * math.sqrt(2)
     total = math.hypot(0.15 + 0.1, 0.2 + 0.1)  # Δθ = −(0.25, 0.3)
@@ -66,7 +66,9 @@ def test_import_path_optimizer_gives_the_ratio_but_no_split():
     before, adaptive = split_update(opt, w, grads)
     assert adaptive is None
     opt.step(grads)
-    obs = Observation(step=1, params=w, evaluation=NO_EVAL, update=make_update(before, None, w))
+    obs = Observation(
+        step=1, params=w, evaluation=NO_EVAL, update=make_update(before, None, w, grads)
+    )
     out = step_ratios(obs)
     assert set(out) == {"w/update_ratio"} and out["w/update_ratio"].item() == pytest.approx(0.1)
     assert moments(Observation(step=1, params=w, evaluation=NO_EVAL, optimizer=opt)) == {}

@@ -34,13 +34,15 @@ class Stepper(Protocol):
 class Update:
     """The last optimizer step of each tensor, split into its parts (all (R, ...) stacks).
 
-    ``delta`` = θ_t − θ_{t−1}; ``adaptive`` is the step the rule takes with weight decay
-    switched off, from the same state and gradient; ``decay`` = delta − adaptive. For an
-    optimizer named by import path the split is unknown and both parts are None.
+    ``delta`` = θ_t − θ_{t−1}; ``grads`` = ∇L(θ_{t−1}), the gradients the step read;
+    ``adaptive`` is the step the rule takes with weight decay switched off, from the same
+    state and gradient; ``decay`` = delta − adaptive. For an optimizer named by import path
+    the split is unknown and both parts are None.
     """
 
     before: Params
     delta: Params
+    grads: Params
     adaptive: Params | None
     decay: Params | None
 

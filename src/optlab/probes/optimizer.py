@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -42,11 +44,15 @@ def split_update(optimizer, params: Params, grads: list[Tensor]) -> tuple[Params
     return before, {k: proposal[k] - before[k] for k in before}
 
 
-def make_update(before: Params, adaptive: Params | None, params: Params) -> Update:
-    """After the step: Δθ = θ_t − θ_{t−1}, split into the adaptive part and the decay part."""
+def make_update(
+    before: Params, adaptive: Params | None, params: Params, grads: Sequence[Tensor]
+) -> Update:
+    """After the step: Δθ = θ_t − θ_{t−1}, split into the adaptive part and the decay part,
+    with the step's gradients (in the order of ``params``)."""
     delta = {k: p.detach() - before[k] for k, p in params.items()}
     decay = None if adaptive is None else {k: delta[k] - adaptive[k] for k in delta}
-    return Update(before=before, delta=delta, adaptive=adaptive, decay=decay)
+    grads = {k: g.detach() for k, g in zip(params, grads, strict=True)}
+    return Update(before=before, delta=delta, grads=grads, adaptive=adaptive, decay=decay)
 
 
 def step_ratios(obs: Observation) -> dict[str, Tensor]:

@@ -40,7 +40,7 @@ class Recorder:
         self.init = {k: p.detach().clone() for k, p in params.items()} if "init" in needs else None
         self.wants_update = "update" in needs
         self.wants_predictions = "predictions" in needs
-        self._before: tuple[Params, Params | None] | None = None
+        self._before: tuple[Params, Params | None, list[Tensor]] | None = None
         self.update: Update | None = None
 
     def arrays_due(self, step: int, final: bool = False) -> bool:
@@ -48,11 +48,11 @@ class Recorder:
 
     def before_step(self, params: Params, grads: list[Tensor]) -> None:
         """Call before a step whose result will be recorded (only if ``wants_update``)."""
-        self._before = split_update(self.optimizer, params, grads)
+        self._before = (*split_update(self.optimizer, params, grads), grads)
 
     def after_step(self, params: Params) -> None:
-        before, adaptive = self._before
-        self.update, self._before = make_update(before, adaptive, params), None
+        before, adaptive, grads = self._before
+        self.update, self._before = make_update(before, adaptive, params, grads), None
 
     @torch.no_grad()
     def record(
