@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optlab.probes.base import Evaluation, Observation
-from optlab.probes.tensors import distance, effective_lr, params, scalars, snapshots
+from optlab.probes.tensors import distance, params, scalars, snapshots
 
 NO_EVAL = Evaluation(torch.zeros(2), torch.zeros(2), {}, None)
 
@@ -56,14 +56,3 @@ def test_distance_and_cosine_from_init():
     out = distance(_obs(params=now, init=init))
     assert out["w/distance"].tolist() == pytest.approx([1.0, 5.0])
     assert out["w/cosine"].tolist() == pytest.approx([1 / math.sqrt(2), 0.0])
-
-
-def test_effective_lr_is_lr_over_squared_norm():
-    class Opt:
-        def hyper_for(self, name):
-            return {"lr": torch.tensor([1e-2, 2e-2])}
-
-    p = {"w": torch.tensor([[3.0, 4.0], [1.0, 0.0]]), "g": torch.ones(2, 2)}
-    out = effective_lr(_obs(params=p, optimizer=Opt(), scale_invariant=("w",)))
-    assert set(out) == {"w/effective_lr"}  # only the declared tensor
-    assert out["w/effective_lr"].tolist() == pytest.approx([1e-2 / 25, 2e-2 / 1])

@@ -14,7 +14,11 @@ moments        moments     ``<tensor>/{sqrt_v_hat_min,sqrt_v_hat_median,sqrt_v_h
 update         update      ``<tensor>/{update_ratio,decay_ratio,adaptive_ratio,decay_share}``
 distance       distance    ``<tensor>/{distance,cosine}`` (from θ_0)
 decayed_init   decayed_init  ``<tensor>/{distance,angle}``: ‖w_k − P_k w_0‖, ∠(w_k, w_0)
-effective_lr   effective_lr  ``<tensor>/effective_lr`` for scale-invariant tensors
+effective_lr   effective_lr  ``<tensor>/effective_lr``: η/‖w‖² (SGD) or η/‖w‖ (gradient-scale-free
+                           rules) for scale-invariant tensors
+invariance     invariance  ``<tensor>/{grad_cosine,norm_law_residual,angular_update}`` for
+                           scale-invariant tensors: cos(w_k, g_k), the SGD norm law's residual,
+                           ∠(w_k, w_{k+1})
 snapshots      (arrays)    ``snapshot/<tensor>`` for tensors of ≤ 8192 entries
 predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eval_labels,
                            centers,center_labels}`` at step 0
@@ -23,7 +27,7 @@ predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eva
 
 from __future__ import annotations
 
-from optlab.probes import optimizer, outputs, tensors
+from optlab.probes import invariance, optimizer, outputs, tensors
 from optlab.probes.base import Evaluation, Observation, Probe, Update
 
 PROBES: dict[str, Probe] = {
@@ -34,7 +38,8 @@ PROBES: dict[str, Probe] = {
     "update": Probe("update", optimizer.step_ratios, needs=frozenset({"update"})),
     "distance": Probe("distance", tensors.distance, needs=frozenset({"init"})),
     "decayed_init": Probe("decayed_init", optimizer.decayed_init, needs=frozenset({"init"})),
-    "effective_lr": Probe("effective_lr", tensors.effective_lr),
+    "effective_lr": Probe("effective_lr", invariance.effective_lr),
+    "invariance": Probe("invariance", invariance.invariance, needs=frozenset({"update"})),
     "snapshots": Probe("snapshots", tensors.snapshots, arrays=True),
     "predictions": Probe(
         "predictions", outputs.predictions, needs=frozenset({"predictions"}), arrays=True

@@ -22,6 +22,7 @@ class Stepper(Protocol):
     t: int  # steps taken
     state: dict[str, dict[str, Tensor]]  # per tensor, the rule's state (exp_avg, …)
     torch_optimizer: object | None  # set for an optimizer named by import path
+    step_degree: int | None  # k in Δθ(c·g) = c^k·Δθ(g) (``optlab.optim.Rule``)
 
     def hyper_for(self, name: str) -> dict: ...
 

@@ -1,5 +1,5 @@
-"""Probes of the parameters themselves: statistics, scalars, distance from θ_0, effective
-learning rate, and snapshots of small tensors. Each value is per run and per tensor."""
+"""Probes of the parameters themselves: statistics, scalars, distance from θ_0, and snapshots
+of small tensors. Each value is per run and per tensor."""
 
 from __future__ import annotations
 
@@ -60,18 +60,6 @@ def distance(obs: Observation) -> dict[str, Tensor]:
         dot = (now * start).sum(1)
         out[f"{name}/distance"] = (now - start).norm(dim=1)
         out[f"{name}/cosine"] = torch.where(norms > 0, dot / norms, torch.zeros_like(dot))
-    return out
-
-
-def effective_lr(obs: Observation) -> dict[str, Tensor]:
-    """η/‖w‖² for each tensor w that feeds a scale-invariant operation (declared by the model):
-    scaling w by c leaves the function unchanged and divides the gradient by c, so the step
-    in w's direction scales as η/‖w‖² (van Laarhoven 2017)."""
-    out = {}
-    for name in obs.scale_invariant:
-        lr = obs.optimizer.hyper_for(name).get("lr")
-        if lr is not None:
-            out[f"{name}/effective_lr"] = lr / flat_runs(obs.params[name]).pow(2).sum(1)
     return out
 
 
