@@ -8,13 +8,7 @@ from PIL import Image
 from optlab.store import Store
 from optlab.viz.data import load_experiment_record
 from optlab.viz.figure import plt
-from optlab.viz.mg_toy import memorize_generalize_figure, min_norm, plot_memorize_generalize
-
-
-def test_min_norm_fits_every_sample():
-    w = min_norm(100)  # w_i + w_{n+1} = 1 for every sample
-    assert w["memorizer_mean"] + w["generalizer"] == 1.0
-    assert w["memorizer_mean"] == 1 / 101
+from optlab.viz.mg_toy import memorize_generalize_figure, plot_memorize_generalize
 
 
 def test_reference_lines_sit_at_the_min_norm_and_the_l_inf_solutions(workload_store, tmp_path):

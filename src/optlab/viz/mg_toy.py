@@ -8,16 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optlab.analysis.solutions import l_inf, min_norm
 from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
 
 PANELS = {"memorizer_mean": "Memorizers' mean weight", "generalizer": "Generalizer weight"}
 SAMPLES = "task.samples"  # n: the toy has n memorizers and one generalizer
-
-
-def min_norm(n: int) -> dict[str, float]:
-    """The minimum-L2-norm fit of n samples: every memorizer 1/(n+1), the generalizer n/(n+1)."""
-    return {"memorizer_mean": 1 / (n + 1), "generalizer": n / (n + 1)}
 
 
 def has_mg_scalars(record: ExperimentRecord) -> bool:
@@ -55,18 +51,20 @@ def memorize_generalize_figure(record: ExperimentRecord) -> plt.Figure | None:
             if k > 1:
                 low, high = seeds.min(axis=1), seeds.max(axis=1)
                 ax.fill_between(mean.index, low, high, color=f"C{i % 10}", alpha=0.2, lw=0)
+        panel = list(PANELS).index(name)  # (m̄, g): the fits' first or second value
         for n in samples:
-            value = min_norm(n)[name]
             fraction = f"1/{n + 1}" if name == "memorizer_mean" else f"{n}/{n + 1}"
+            label = f"min-L2 norm (n = {n}): {fraction}"
+            ax.axhline(min_norm(n)[panel], color="0.2", ls="--", lw=1, zorder=3, label=label)
+        if samples:  # ½ whatever n
             ax.axhline(
-                value,
+                l_inf(samples[0])[panel],
                 color="0.2",
-                ls="--",
-                lw=1,
+                ls=":",
+                lw=1.2,
                 zorder=3,
-                label=f"min-L2 norm (n = {n}): {fraction}",
+                label="L∞ (Adam): 1/2",
             )
-        ax.axhline(0.5, color="0.2", ls=":", lw=1.2, zorder=3, label="L∞ (Adam): 1/2")
         ax.set_xscale("log")
         ax.set_title(title)
         ax.set_xlabel("Training step (log scale)")
