@@ -273,4 +273,4 @@ def test_gap_closed_from_two_seeds_or_no_runs_decides_nothing(tmp_path):
 def test_tracks_reports_the_largest_differences_per_seed(tmp_path):
     part, case, _ = PER_SEED["tracks"]
     verdict = _judge(_per_seed_store(tmp_path / "s.db", "tracks", {4}), "tracks", part, case)
-    assert "accuracy 0.005/0.005/0.005/0.050/0.005; loss 1.0%/1.0%/1.0%/1.0%/1.0%" in verdict.value
+    assert "accuracy 0.005/0.005/0.005/0.050/0.005; loss 0.01/0.01/0.01/0.01/0.01" in verdict.value

@@ -147,3 +147,11 @@ def test_a_fixed_head_and_no_gains_leave_only_scale_invariant_weights_to_train()
     g = torch.Generator().manual_seed(0)
     assert set(model.init(g)) == set(model.scale_invariant) == {"0.weight", "3.weight"}
     assert {"6.weight", "6.bias"} <= set(model.init_buffers(g))  # stacked per run, not trained
+
+
+def test_normalizer_options_reach_the_layers_and_running_stats_are_batchnorms():
+    net = mlp((64,), 10, width=8, normalization="batchnorm", eps=1e-10, running_stats=False)
+    norms = [m for m in net if isinstance(m, nn.BatchNorm1d)]
+    assert [(m.eps, m.track_running_stats) for m in norms] == [(1e-10, False)] * 2
+    with pytest.raises(ValueError, match="running_stats: False is BatchNorm's"):
+        mlp((64,), 10, normalization="layernorm", running_stats=False)

@@ -238,7 +238,9 @@ def load_claims(path: Path | None = None) -> list[dict]:
     """The claims of ``path``, or of every catalog claims file (the paper's, the theory's);
     each must quote its sentence, cite its source by name and use known rules."""
     paths = [Path(path)] if path is not None else sorted(CLAIMS_DIR.glob("*.toml"))
-    claims = [c for p in paths for c in tomllib.loads(p.read_text())["claims"]]
+    claims = [
+        {**c, "catalog": p.stem} for p in paths for c in tomllib.loads(p.read_text())["claims"]
+    ]
     for claim in claims:
         for key in ("quote", "source"):
             if not str(claim.get(key, "")).strip():
@@ -287,6 +289,7 @@ def judge(
     for claim in claims:
         v = Verdict(claim["id"], claim["text"], claim.get("source", ""), claim.get("paper", "-"))
         v.quote = claim.get("quote", "")  # judge() also takes claims without one (tests)
+        v.catalog = claim.get("catalog", "")
         for part in claim.get("parts", [claim]):
             defaults = {k: claim[k] for k in ("experiment", "metric", "case") if k in claim}
             v.checks += RULES[part["rule"]](ev, {**defaults, **part})

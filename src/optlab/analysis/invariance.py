@@ -292,9 +292,9 @@ def _tracks(ev: Evidence, part: dict) -> list[Check]:
     acc = [_largest_difference(x[names[0]], y[names[0]], False) for x, y in pairs]
     loss = [_largest_difference(x[names[1]], y[names[1]], True) for x, y in pairs]
     what = (
-        f"{a} tracks {b}: eval accuracy within {acc_tol} and loss within {loss_tol:.0%} of "
-        f"{b}'s at every step (largest: accuracy {'/'.join(f'{v:.3f}' for v in acc)}; "
-        f"loss {'/'.join(f'{v:.1%}' for v in loss)})"
+        f"{a} tracks {b}: eval accuracy within {acc_tol} and loss within {loss_tol:.2g} "
+        f"of {b}'s (relative) at every step (largest: accuracy "
+        f"{'/'.join(f'{v:.3f}' for v in acc)}; loss {'/'.join(f'{v:.2g}' for v in loss)})"
     )
     passed = [p <= acc_tol and q <= loss_tol for p, q in zip(acc, loss, strict=True)]
     return per_seed(passed, what)

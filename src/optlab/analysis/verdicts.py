@@ -69,6 +69,7 @@ class Verdict:
     paper: str
     checks: list[Check] = field(default_factory=list)
     quote: str = ""
+    catalog: str = ""  # the claims file it comes from: "paper", "theory"
 
     @property
     def verdict(self) -> str:

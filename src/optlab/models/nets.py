@@ -40,6 +40,8 @@ def mlp(
     normalization: str = "none",
     affine: bool = True,
     fixed_head: bool = False,
+    eps: float = 1e-5,
+    running_stats: bool = True,
 ) -> nn.Sequential:
     """``depth`` hidden layers Linear → normalization → activation, then a Linear head
     (after a Flatten when one example has more than one axis).
@@ -49,7 +51,12 @@ def mlp(
     ``affine = False`` drops the normalizers' gain and bias; ``fixed_head`` keeps the head
     at its init (``requires_grad = False``). With both and a normalizer, every trained
     weight is scale-invariant, as Li and Arora (2020) fix the last layer for their
-    exponential learning-rate theorem.
+    exponential learning-rate theorem. ``eps``, the normalizers' ε (PyTorch's default),
+    bounds how exactly they are scale-invariant: |cos(w, ∇w)| is of the order of ε over the
+    features' variance. ``running_stats = False``: BatchNorm normalizes by the batch's
+    statistics at eval too, so that the network evaluates as a scale-invariant function of
+    its weights (running averages of the unnormalized features remember the scale they
+    were taken at).
     """
     _choice("activation", activation, ACTIVATIONS)
     _choice("normalization", normalization, NORMALIZATIONS)
@@ -57,13 +64,15 @@ def mlp(
         raise ValueError(f"depth: {depth} is negative; need 0 or more hidden layers")
     if width < 1:
         raise ValueError(f"width: {width} is not allowed; need 1 or more units")
+    if not running_stats and normalization != "batchnorm":
+        raise ValueError(f"running_stats: False is BatchNorm's; normalization is {normalization!r}")
     norm = NORMALIZATIONS[normalization]
     layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     fan_in = math.prod(input_shape)
     for _ in range(depth):
         layers.append(nn.Linear(fan_in, width, bias=norm is None))
         if norm is not None:
-            layers.append(_normalizer(norm, width, affine))
+            layers.append(_normalizer(norm, width, affine, eps, running_stats))
         layers.append(ACTIVATIONS[activation]())
         fan_in = width
     head = nn.Linear(fan_in, classes)
@@ -71,11 +80,14 @@ def mlp(
     return nn.Sequential(*layers, head)
 
 
-def _normalizer(norm: type[nn.Module], width: int, affine: bool) -> nn.Module:
-    """A normalizer of ``width`` features, with or without its gain and bias."""
+def _normalizer(
+    norm: type[nn.Module], width: int, affine: bool, eps: float, running_stats: bool
+) -> nn.Module:
+    """A normalizer of ``width`` features, with or without its gain and bias (and, for
+    BatchNorm, its running statistics)."""
     if norm is nn.LayerNorm:
-        return nn.LayerNorm(width, elementwise_affine=affine)
-    return norm(width, affine=affine)
+        return nn.LayerNorm(width, eps=eps, elementwise_affine=affine)
+    return norm(width, eps=eps, affine=affine, track_running_stats=running_stats)
 
 
 def cnn(
