@@ -3,12 +3,14 @@
 Weight bands (reference-figures/baseline_weights.png) draw each tensor's mean as a line
 and shade between its min and max; with several seeds the line is the mean over seeds and
 the shade spans every seed's range. The other per-tensor probes (moments, update,
-distance, effective_lr) draw one figure per quantity, the mean over seeds as a line.
+distance, effective_lr, invariance) draw one figure per quantity, the mean over seeds as a
+line. Conditions past the tenth repeat the ten colours with dashed, then dotted lines.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,13 @@ from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
 
 COLUMNS = 4
-PROBE_SPLITS = ("moments", "update", "distance", "decayed_init", "effective_lr")
+PROBE_SPLITS = ("moments", "update", "distance", "decayed_init", "effective_lr", "invariance")
+LINESTYLES = ("-", "--", ":")
+
+
+def line_style(i: int) -> dict[str, str]:
+    """The colour and line style of the ``i``-th condition: ten colours, then dashed, dotted."""
+    return {"color": f"C{i % 10}", "linestyle": LINESTYLES[i // 10 % len(LINESTYLES)]}
 
 
 def tensor_names(record: ExperimentRecord, split: str = "params") -> list[str]:
@@ -44,10 +52,14 @@ def plot_per_tensor(
     path: str | Path,
     ylabel: str,
     band: tuple[str, str] | None = None,
+    tensors: Sequence[str] | None = None,
+    log: bool = False,
 ) -> Path | None:
-    """``<tensor>/<quantity>`` of ``split`` against the step, a panel per tensor; None if absent.
-    A positive quantity spanning more than three decades is drawn on a log scale."""
-    tensors = [t for t in tensor_names(record, split) if _has(record, split, f"{t}/{quantity}")]
+    """``<tensor>/<quantity>`` of ``split`` against the step, a panel per tensor (of ``tensors``
+    where given); None if absent. Drawn on a log scale where ``log``, or where a positive
+    quantity spans more than three decades."""
+    names = tensor_names(record, split) if tensors is None else tensors
+    tensors = [t for t in names if has_metric(record, split, f"{t}/{quantity}")]
     if not tensors:
         return None
     rows, cols = math.ceil(len(tensors) / COLUMNS), min(COLUMNS, len(tensors))
@@ -58,15 +70,16 @@ def plot_per_tensor(
         for i, condition in enumerate(record.conditions):
             if condition not in line.columns.get_level_values("condition"):
                 continue
-            color = f"C{i % 10}"
+            style = line_style(i)
+            color = style["color"]
             mean = line[condition].mean(axis=1)
-            ax.plot(mean.index, mean, color=color, label=condition, linewidth=1.2)
+            ax.plot(mean.index, mean, label=condition, linewidth=1.2, **style)
             if band and all(condition in b.columns.get_level_values("condition") for b in (lo, hi)):
                 low, high = lo[condition].min(axis=1), hi[condition].max(axis=1)
                 ax.fill_between(mean.index, low, high, color=color, alpha=0.12)
         values = line.to_numpy(dtype=float)
         values = values[np.isfinite(values)]
-        if len(values) and values.min() > 0 and values.max() / values.min() > 1e3:
+        if log or len(values) and values.min() > 0 and values.max() / values.min() > 1e3:
             ax.set_yscale("log")
         ax.set_title(tensor)
         ax.set_xlabel("Training step")
@@ -74,11 +87,13 @@ def plot_per_tensor(
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(tensors) :]:
         ax.axis("off")
-    fig.suptitle(f"{record.name}: {split} {quantity}" if split != "params" else record.name)
+    what = quantity if quantity == split else f"{split} {quantity}"
+    fig.suptitle(record.name if band else f"{record.name}: {what}")
     fig.tight_layout()
     return save(fig, path)
 
 
-def _has(record: ExperimentRecord, split: str, name: str) -> bool:
+def has_metric(record: ExperimentRecord, split: str, name: str) -> bool:
+    """Whether some run recorded ``name`` in ``split``."""
     m = record.metrics
     return bool(((m["split"] == split) & (m["name"] == name)).any())
