@@ -292,6 +292,35 @@ def test_an_eval_in_many_pieces_equals_it_in_one(monkeypatch):
         assert torch.allclose(pieces.outputs[name], value, rtol=1e-5), name
 
 
+def test_batch_statistics_at_eval_normalize_over_the_whole_eval_set(monkeypatch):
+    """A BatchNorm without running statistics evaluates the set as one batch, however small
+    the engine's chunks: the same loss as the module itself on the whole set."""
+    import torch
+
+    from optlab.config import ModelSpec
+    from optlab.engine import train
+    from optlab.models import build_model
+    from optlab.stacking import stack_runs
+    from optlab.tasks.digits import make_digits
+
+    task = make_digits()
+    kwargs = {"width": 16, "normalization": "batchnorm", "running_stats": False}
+    model = build_model(ModelSpec(name="mlp", kwargs=kwargs), task)
+    g = torch.Generator().manual_seed(0)
+    state = stack_runs([{**model.init(g), **model.init_buffers(g)}])
+    x, y = task.tensors("eval")
+    monkeypatch.setattr(train, "EVAL_MIN_POINTS", 7)
+    monkeypatch.setattr(train, "EVAL_CHUNK_ELEMENTS", 7 * 16)
+    ev = train.evaluate(model, state, x, y, 1)
+    module = model.base.eval()
+    torch.nn.utils.vector_to_parameters(
+        torch.cat([state[k][0].flatten() for k, _ in module.named_parameters()]),
+        module.parameters(),
+    )
+    whole = torch.nn.functional.cross_entropy(module(x), y)
+    assert float(ev.loss[0]) == pytest.approx(float(whole), rel=1e-6)
+
+
 def test_flushing_subnormals_is_how_a_run_is_computed_not_what_it_is(tmp_path):
     """train.flush_subnormals (on by default) keeps the run id, is noted in the store's
     numeric path, and flushes: a subnormal float (1e-39 < 2^-126 ≈ 1.2e-38) times one is 0;

@@ -158,3 +158,34 @@ def test_report_of_digits_has_curves_and_bands_but_no_voronoi_pictures(workload_
     assert sum("eval loss and accuracy" in c for c in captions) == 3
     assert sum("weight bands" in c for c in captions) == 3
     assert len(captions) == 6 and "Voronoi" not in page
+
+
+SCALE_INVARIANCE = ("momentum_decay", "small_lr", "small_lr_decay", "small_lr_graft")
+
+
+def _scale_invariance_store(path, name: str = "scale_invariance"):
+    """The figures' synthetic scale-invariance runs, four cases that each change their own
+    settings (none a baseline), two seeds."""
+    from tests.analysis.fake import fake_store
+    from tests.viz.test_invariance import CASES, SPEC, _curves
+
+    spec = {**SPEC, "name": name, "cases": {c: CASES[c] for c in SCALE_INVARIANCE}}
+    fake_store(path, spec, lambda run: {"test_accuracy": 0.9}, curves=_curves).close()
+
+
+def test_report_of_scale_invariance_draws_its_figures_once(tmp_path):
+    _scale_invariance_store(tmp_path / "s.db", name="invariance")
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", _page(tmp_path / "s.db", tmp_path))
+    # each case changes its own settings: one group of the four, not four groups of one
+    expected = [
+        "eval accuracy per condition",
+        "‖w‖ of each scale-invariant weight",
+        "effective_lr per tensor",
+        "invariance angular_update per tensor",
+        "invariance grad_cosine per tensor",
+        "the angular update per step ∠(w_k, w_{k+1})",
+        "norm grafting: eval accuracy",
+    ]
+    assert len(captions) == len(expected)
+    for caption, start in zip(captions, expected, strict=True):
+        assert caption.startswith(f"invariance: {start}"), caption

@@ -119,6 +119,8 @@ def evaluate(
     points. A regression (``half_mse``) has neither accuracy nor output statistics; a
     sequence's every position counts as one target."""
     slices, chunk = eval_pieces(runs, len(x), model.width)
+    if getattr(model, "whole_set_eval", False):
+        chunk = len(x)
     if not params:  # nothing per run (``exact``): one forward serves the stack
         slices = [slice(0, runs)]
     classify = loss == "cross_entropy"

@@ -102,17 +102,19 @@ def build_module(name: str, kwargs: dict, input_shape: tuple[int, ...], classes:
 
 def activation_width(module: nn.Module, example: Tensor) -> int:
     """The most activation entries one example makes in any submodule's output (a sequence
-    counts every position): what sizes the engine's chunks of runs and points."""
+    counts every position): what sizes the engine's chunks of runs and points. Measured on
+    two copies of the example, which a BatchNorm that normalizes by batch statistics at
+    eval needs."""
     sizes = [1]
 
     def count(mod: nn.Module, inputs: tuple, output) -> None:
         if isinstance(output, Tensor):
-            sizes.append(output.numel())
+            sizes.append(output.numel() // 2)
 
     hooks = [m.register_forward_hook(count) for m in module.modules()]
     try:
         with torch.no_grad():
-            module.eval()(example)
+            module.eval()(torch.cat([example, example]))
     finally:
         for hook in hooks:
             hook.remove()
@@ -130,6 +132,11 @@ class ModuleModel:
         self.buffer_names = tuple(n for n, _ in self.base.named_buffers())
         self.fast = stacked_sequential(self.base)
         self.width = activation_width(self.base, example)
+        # a BatchNorm without running statistics normalizes each eval batch by its own: the
+        # eval then takes the whole set as one batch, so that chunking does not change it
+        self.whole_set_eval = any(
+            isinstance(m, nn.BatchNorm1d) and not m.track_running_stats for m in self.base.modules()
+        )
         trained = {k for k, p in self.base.named_parameters() if p.requires_grad}
         # weights the loss does not see the scale of (a bias-free Linear into a normalizer)
         self.scale_invariant = tuple(k for k in scale_invariant(self.base) if k in trained)

@@ -28,6 +28,7 @@ from optlab.viz.data import (
     experiments,
     load_experiment_record,
 )
+from optlab.viz.invariance import plot_angular_equilibrium, plot_grafting, plot_norms
 from optlab.viz.mg_toy import plot_memorize_generalize
 from optlab.viz.task import plot_points
 from optlab.viz.weights import PROBE_SPLITS, plot_per_tensor, plot_weight_bands, quantities
@@ -202,8 +203,9 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
                 "The task: eval points by class, centers as crosses.",
             )
         )
-    for g, group in enumerate(rec.groups()):
+    for g, group in enumerate(_figure_groups(rec)):
         out += _group_figures(group, folder / f"group{g}")
+    out += _invariance_figures(rec, folder)
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
@@ -217,8 +219,17 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
     return out
 
 
+def _figure_groups(rec: ExperimentRecord) -> list[ExperimentRecord]:
+    """``rec.groups()``, or ``rec`` itself where no group would hold two conditions (no case
+    is a baseline and each changes its own settings, as scale_invariance's): a figure of
+    one condition compares nothing."""
+    groups = rec.groups()
+    return [rec] if all(len(g.conditions) <= 1 for g in groups) else groups
+
+
 def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
-    """Eval curves, weight bands and the per-tensor probe figures of one group of conditions."""
+    """Eval curves, weight bands, the norms of scale-invariant weights and the per-tensor probe
+    figures of one group of conditions."""
     out = []
     curves = plot_eval_curves(rec, folder / "curves.png")
     if curves:
@@ -248,16 +259,49 @@ def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
                 "min–max (shaded), per condition.",
             )
         )
+    norms = plot_norms(rec, folder / "norms.png")
+    if norms:
+        out.append(
+            _figure(
+                norms,
+                f"{rec.name}: ‖w‖ of each scale-invariant weight (one that feeds a normalizer) "
+                "per condition, mean over seeds, log scale.",
+            )
+        )
     for split in PROBE_SPLITS:
         for quantity in quantities(rec, split):
             png = plot_per_tensor(
                 rec, split, quantity, folder / f"{split}-{quantity}.png", quantity
             )
+            what = quantity if quantity == split else f"{split} {quantity}"
             if png:
-                out.append(
-                    _figure(png, f"{rec.name}: {split} {quantity} per tensor, mean over seeds.")
-                )
+                out.append(_figure(png, f"{rec.name}: {what} per tensor, mean over seeds."))
     return out
+
+
+def _invariance_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
+    """The figures that compare conditions chosen by their config across the whole record,
+    where it has them (Grosse (2022), CSC 2541 lecture 5): the angular update of the
+    scale-invariant weights against its equilibrium, and norm grafting beside its partners."""
+    figures = (
+        (
+            plot_angular_equilibrium(rec, folder / "angular.png"),
+            "the angular update per step ∠(w_k, w_{k+1}) of each scale-invariant weight under "
+            "the conditions whose weight decay acts on it, mean over seeds (log scale); dashed, "
+            "in the same colour: its predicted equilibrium √(2ηλ/(1+α)) for SGD with momentum "
+            "α, √(2ηλ(1−β₁)/(1+β₁)) for AdamW (Wan et al. 2021; Kosson et al. 2024); thick "
+            "segment: the mean over the condition's last fifth of training, which the claim "
+            "compares with the prediction.",
+        ),
+        (
+            plot_grafting(rec, folder / "grafting.png"),
+            "norm grafting: eval accuracy of the run that takes, after every step, the norms of "
+            "its scale-invariant weights from a partner (whose optimizer fields the panel's "
+            "title names), beside that partner and the same run without grafting; mean over "
+            "seeds, shaded from the lowest to the highest seed.",
+        ),
+    )
+    return [_figure(png, f"{rec.name}: {caption}") for png, caption in figures if png]
 
 
 def _figure(path: Path, caption: str) -> str:
