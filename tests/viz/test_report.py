@@ -173,6 +173,32 @@ def _scale_invariance_store(path, name: str = "scale_invariance"):
     fake_store(path, spec, lambda run: {"test_accuracy": 0.9}, curves=_curves).close()
 
 
+def test_report_has_a_claims_section_per_catalog(tmp_path, monkeypatch):
+    from optlab.analysis.claims import judge
+    from optlab.viz import report
+    from tests.analysis.test_claims import AS_THE_PAPER, _final_store
+
+    _final_store(tmp_path / "s.db", AS_THE_PAPER).close()
+    _scale_invariance_store(tmp_path / "s.db")
+    store = Store(tmp_path / "s.db")
+    verdicts, tests = judge(store, experiments={"final", "scale_invariance"})
+    store.close()
+    monkeypatch.setattr(report, "_figures", lambda *args: [])  # the claims alone: fast
+    page = _page(tmp_path / "s.db", tmp_path)
+    sections = re.findall(r"<section><h2>([^<]*)</h2><p>From ([^<]*)\.</p>(.*?)</section>", page)
+    assert [(title, source) for title, source, _ in sections] == [
+        ("The paper&#x27;s claims", "Yu (2022) and its code&#x27;s README"),
+        ("The theory&#x27;s claims", "the 2023 essay on AdamW; Grosse (2022), CSC 2541 lecture 5"),
+    ]
+    for (_, _, body), catalog in zip(sections, ("paper", "theory"), strict=True):
+        heads = re.findall(r"<th>(.*?)</th>", body)
+        assert heads[2] == catalog  # the source's own value: the paper's, the theory's
+        rows = re.findall(r"<tr><td>", body)
+        assert len(rows) == sum(v.catalog == catalog for v in verdicts) > 0
+    assert page.count("Holm-corrected over") == 1 and f"over {tests} tests" in sections[1][2]
+    assert "memorize" not in page.lower()  # no mg_toy runs: none of the toy's claims
+
+
 def test_report_of_scale_invariance_draws_its_figures_once(tmp_path):
     _scale_invariance_store(tmp_path / "s.db", name="invariance")
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", _page(tmp_path / "s.db", tmp_path))

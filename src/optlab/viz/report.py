@@ -17,6 +17,7 @@ import pandas as pd
 
 from optlab.analysis.paths import compare_one_path
 from optlab.analysis.stats import summarize
+from optlab.analysis.verdicts import Verdict
 from optlab.store import Store
 from optlab.viz.animation import animate_centers, animate_decision_map
 from optlab.viz.curves import LABELS, eval_panels, plot_eval_curves
@@ -89,14 +90,35 @@ def write_report(store_path: str | Path, out: str | Path) -> Path:
     return out
 
 
+# each claims catalog's section: its title, where its claims come from, its value column
+CATALOGS = {
+    "paper": ("The paper's claims", "Yu (2022) and its code's README", "paper"),
+    "theory": (
+        "The theory's claims",
+        "the 2023 essay on AdamW; Grosse (2022), CSC 2541 lecture 5",
+        "theory",
+    ),
+}
+
+
 def _claims_section(store: Store, names: set[str]) -> str:
-    """The paper's claims about the experiments in the store, as ``optlab reproduce`` judges
+    """The claims about the experiments in the store, as ``optlab reproduce`` judges them, a
+    section per claims catalog (the paper's, the theory's) and the method note once after
     them; nothing when none of them applies."""
     from optlab.analysis.claims import judge, method_note
 
     verdicts, tests = judge(store, experiments=names)
     if not verdicts:
         return ""
+    catalogs = list(dict.fromkeys(v.catalog for v in verdicts))
+    parts = [_claims_table([v for v in verdicts if v.catalog == c], c) for c in catalogs]
+    parts[-1] += f"<p>{_e(method_note(tests))}</p>"
+    return "".join(f"<section>{p}</section>" for p in parts)
+
+
+def _claims_table(verdicts: list[Verdict], catalog: str) -> str:
+    """A catalog's heading, where its claims come from, and its verdict table."""
+    title, sources, value = CATALOGS.get(catalog, (f"Claims ({catalog})", "", "source"))
     rows = "".join(
         f"<tr><td>{_e(v.text)}<br><small><q>{_e(v.quote)}</q></small></td>"
         f"<td>{_e(v.source)}</td><td>{_e(v.paper)}</td>"
@@ -104,22 +126,11 @@ def _claims_section(store: Store, names: set[str]) -> str:
         f"<td>{'–' if v.seeds_needed is None else v.seeds_needed}</td></tr>"
         for v in verdicts
     )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "claim",
-            "source",
-            "paper",
-            "optlab (95% t interval, seeds)",
-            "verdict",
-            "seeds needed",
-        )
-    )
-    return (
-        "<section><h2>The paper's claims</h2>"
-        f'<div class="wide"><table><tr>{head}</tr>{rows}</table></div>'
-        f"<p>{_e(method_note(tests))}</p></section>"
-    )
+    heads = ("claim", "source", value, "optlab (95% t interval, seeds)", "verdict", "seeds needed")
+    head = "".join(f"<th>{_e(h)}</th>" for h in heads)
+    intro = f"<p>From {_e(sources)}.</p>" if sources else ""
+    table = f'<div class="wide"><table><tr>{head}</tr>{rows}</table></div>'
+    return f"<h2>{_e(title)}</h2>{intro}{table}"
 
 
 def _section(store: Store, rec: ExperimentRecord, index: int, finals: dict, folder: Path) -> str:
