@@ -105,7 +105,7 @@ def _curves(ev: Evidence, part: dict, test: Curve, what: str) -> list[Check]:
     split, name = part.get("split", "params"), part["series"]
     runs = ev.series(part["experiment"], part["case"], split, name)
     if not runs:
-        return [_unrecorded(ev, part, f"{part['case']} {name}", "params")]
+        return [unrecorded(ev, part, f"{part['case']} {name}", "params")]
     passed = [test(s["step"].to_numpy(float), s["value"].to_numpy(float)) for s in runs]
     return per_seed(passed, f"{part['case']} {name} {what}")
 
@@ -150,7 +150,7 @@ def _unsettled(ev: Evidence, part: dict) -> list[Check]:
     names = [f"{t}/mean" for t in tensors]
     runs = ev.curves(part["experiment"], case, "params", names)
     if not runs:
-        return [_unrecorded(ev, part, f"{case} {', '.join(names)}", "params")]
+        return [unrecorded(ev, part, f"{case} {', '.join(names)}", "params")]
     counts = [
         sum(not settled(c[n]["step"].to_numpy(float), c[n]["value"].to_numpy(float)) for n in names)
         for c in runs
@@ -164,7 +164,7 @@ def _eval_curves(ev: Evidence, part: dict) -> list[pd.DataFrame]:
     return ev.series(part["experiment"], part["case"], part.get("split", "eval"), _loss(part))
 
 
-def _unrecorded(ev: Evidence, part: dict, label: str, default: str = "eval") -> Check:
+def unrecorded(ev: Evidence, part: dict, label: str, default: str = "eval") -> Check:
     """Why a series is missing: no runs of the case (or of ``a``, ``b``), or not recorded."""
     cases = [part[k] for k in ("a", "b") if k in part] or [part["case"]]
     if any(ev.runs(part["experiment"], case).empty for case in cases):
@@ -180,7 +180,7 @@ def _jump(ev: Evidence, part: dict) -> list[Check]:
     at, tol, window, drop = part["at"], part["tolerance"], part["window"], part["min_drop"]
     runs, label = _eval_curves(ev, part), f"{part['case']} {_loss(part)}"
     if not runs:
-        return [_unrecorded(ev, part, label)]
+        return [unrecorded(ev, part, label)]
     end = min(int(s["step"].iloc[-1]) for s in runs)
     if end < at + tol:
         return [missing(label, f"runs end at step {end}, before step {at + tol}")]
@@ -197,7 +197,7 @@ def _climbs(ev: Evidence, part: dict) -> list[Check]:
     window, label = part["window"], f"{part['case']} {_loss(part)}"
     runs = _eval_curves(ev, part)
     if not runs:
-        return [_unrecorded(ev, part, label)]
+        return [unrecorded(ev, part, label)]
     climbs = [
         largest_climb(s["step"].to_numpy(float), s["value"].to_numpy(float), window) for s in runs
     ]
@@ -214,7 +214,7 @@ def _noisier(ev: Evidence, part: dict) -> list[Check]:
     split = part.get("split", "eval")
     x, y = (ev.measured(exp, case, split, name, noise) for case in (a, b))
     if len(x) == 0 or len(y) == 0:
-        return [_unrecorded(ev, part, f"{name} of {a}, {b}")]
+        return [unrecorded(ev, part, f"{name} of {a}, {b}")]
     e = compare(x, y)
     label = f"{name} noise {a} {x.mean():.4f} vs {b} {y.mean():.4f}"
     return [unless_too_few(tested(f"{label}, {seeds_of(e)},", e, 1), e.n, f"{label}, {e.method}")]

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from optlab.analysis.convergence import tail
-from optlab.analysis.curves import _unrecorded, settled
+from optlab.analysis.curves import settled, unrecorded
 from optlab.analysis.stats import MIN_SEEDS, one_sample, shared_seeds, summarize
 from optlab.analysis.verdicts import (
     FAILS,
@@ -93,7 +93,7 @@ def _stays_below(ev: Evidence, part: dict) -> list[Check]:
         if values:
             largest.append(float(np.abs(np.concatenate(values)).max()))  # NaN stays NaN: fails
     if not largest:
-        return [_unrecorded(ev, part, f"{case} <t>/{quantity}", "invariance")]
+        return [unrecorded(ev, part, f"{case} <t>/{quantity}", "invariance")]
     shown = "/".join(f"{x:.2g}" for x in largest)
     what = f"{case} |{quantity}| ≤ {bound:g} at every step and tensor (largest {shown})"
     return per_seed([x <= bound for x in largest], what)
@@ -144,7 +144,7 @@ def _sqrt_growth(ev: Evidence, part: dict) -> list[Check]:
         fits += seed
         passed.append(all(r2 >= min_r2 for _, _, r2 in seed))
     if not passed:
-        return [_unrecorded(ev, part, f"{case} <t>/l2 of the scale-invariant tensors", "params")]
+        return [unrecorded(ev, part, f"{case} <t>/l2 of the scale-invariant tensors", "params")]
     k0, r2 = np.array([f[1] for f in fits]), np.array([f[2] for f in fits])
     what = (
         f"{case} ‖w_k‖² = a√(1 + k/k₀) with R² ≥ {min_r2} for every tensor (k₀ median "
@@ -173,7 +173,7 @@ def _known(formula: str) -> None:
         )
 
 
-def _weight_decay(run: pd.Series, tensor: str) -> float:
+def weight_decay_of(run: pd.Series, tensor: str) -> float:
     """λ of ``tensor``: its ``decay_groups`` pattern's (the store flattens the groups into
     ``optimizer.decay_groups.<pattern>`` columns), else the run's ``weight_decay``."""
     prefix = "optimizer.decay_groups."
@@ -210,7 +210,7 @@ def _angular_equilibrium(ev: Evidence, part: dict) -> list[Check]:
         beta = run["optimizer.momentum"] if formula == "sgdm" else run["optimizer.betas"][0]
         seed = []
         for t, ((steps, angle), _) in zip(tensors, curves, strict=True):
-            lam = _weight_decay(run, t)
+            lam = weight_decay_of(run, t)
             p = equilibrium_angle(formula, run["optimizer.lr"], lam, beta)
             ratio = float(tail(steps, angle)[1].mean()) / p if p > 0 else math.inf
             seed.append(ratio)
@@ -219,7 +219,7 @@ def _angular_equilibrium(ev: Evidence, part: dict) -> list[Check]:
         within.append(all(abs(r - 1) <= tolerance for r in seed))
         still.append(all(settled(*l2) for _, l2 in curves))
     if not within:
-        return [_unrecorded(ev, part, f"{case} <t>/angular_update and <t>/l2", "invariance")]
+        return [unrecorded(ev, part, f"{case} <t>/angular_update and <t>/l2", "invariance")]
     angle = (
         f"{case} mean angular update over the last fifth within {tolerance:.0%} of "
         f"{FORMULAS[formula]} = {_span(predicted, '.3g')} rad for every tensor "
@@ -287,7 +287,7 @@ def _tracks(ev: Evidence, part: dict) -> list[Check]:
     ]
     seeds = sorted(set(sides[0]) & set(sides[1]))
     if not seeds:
-        return [_unrecorded(ev, part, f"eval accuracy and loss of {a}, {b}")]
+        return [unrecorded(ev, part, f"eval accuracy and loss of {a}, {b}")]
     pairs = [(sides[0][s], sides[1][s]) for s in seeds]
     acc = [_largest_difference(x[names[0]], y[names[0]], False) for x, y in pairs]
     loss = [_largest_difference(x[names[1]], y[names[1]], True) for x, y in pairs]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from optlab.analysis.convergence import tail
-from optlab.analysis.invariance import FORMULAS, _weight_decay, equilibrium_angle
+from optlab.analysis.invariance import FORMULAS, equilibrium_angle, weight_decay_of
 from optlab.viz.data import SEED, ExperimentRecord, config_columns
 from optlab.viz.figure import plt, save
 from optlab.viz.weights import has_metric, line_style, plot_per_tensor, tensor_names
@@ -101,7 +101,7 @@ def equilibria(record: ExperimentRecord) -> list[Equilibrium]:
             continue
         beta = run["optimizer.momentum"] if formula == "sgdm" else run["optimizer.betas"][0]
         for t, conditions in recorded.items():
-            lam = _weight_decay(run, t)
+            lam = weight_decay_of(run, t)
             if condition in conditions and lam > 0:
                 angle = equilibrium_angle(formula, run["optimizer.lr"], lam, beta)
                 out.append(Equilibrium(condition, t, formula, angle))
