@@ -19,7 +19,7 @@ def test_optimizers_catalog_runs_every_rule_and_decay_on_centers_over_three_seed
         cases = {r.case for r in runs}
         assert len(runs) == 3 * len(cases)
         used = set().union(*(_names(r.spec.optimizer) for r in runs))
-        assert used == set(OPTIMIZERS)
+        assert used == set(OPTIMIZERS) - {"kfac"}  # K-FAC needs Linear layers: kfac_mechanisms
         assert set(STATEFUL_DECAYS) <= {r.spec.optimizer.decay for r in runs}
         assert any(r.spec.optimizer.decay_groups for r in runs)
         assert any(r.spec.train.batch_milestones for r in runs)

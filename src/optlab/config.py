@@ -205,6 +205,9 @@ MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+KFAC_FIELDS = ("curvature", "damping", "inverse_every", "factor_decay")  # read by kfac alone
+
+
 class ScheduleSpec(_Strict):
     """A schedule as a factor of its base value (see ``optlab.optim.schedules``)."""
 
@@ -225,7 +228,9 @@ class ScheduleSpec(_Strict):
     def _li_arora_fields(self) -> ScheduleSpec:
         """lr_decay and momentum are li_arora's alone, and it needs a decay to replace."""
         if self.kind == "li_arora" and self.lr_decay == 0:
-            raise OptionError("lr_decay", 0, "li_arora needs lr_decay = ηλ > 0, the decay it replaces")
+            raise OptionError(
+                "lr_decay", 0, "li_arora needs lr_decay = ηλ > 0, the decay it replaces"
+            )
         for field in ("lr_decay", "momentum"):
             if self.kind != "li_arora" and getattr(self, field) != 0:
                 raise OptionError(
@@ -264,6 +269,12 @@ class OptimizerSpec(_Strict):
     magnitude: str | dict[str, Any] | None = Field(None, description="graft: the step size's rule")
     direction: str | dict[str, Any] | None = Field(None, description="graft: the direction's rule")
     graft: Literal["tensor", "global"] = "tensor"
+    curvature: Literal["fisher", "gauss_newton", "empirical"] = Field(
+        "fisher", description="kfac: what its factor G is of (optlab.optim.kfac)"
+    )
+    damping: float = Field(1e-3, gt=0, description="kfac: Tikhonov γ, split by π")
+    inverse_every: int = Field(10, ge=1, description="kfac: steps between inverse refreshes")
+    factor_decay: float = Field(0.95, ge=0, lt=1, description="kfac: the factors' running average")
     lr_schedule: ScheduleSpec = ScheduleSpec()
     eps_schedule: ScheduleSpec = ScheduleSpec()
     kwargs: dict[str, Any] = Field(default_factory=dict, description="for import-path optimizers")
@@ -288,7 +299,7 @@ class OptimizerSpec(_Strict):
     @field_validator("decay")
     @classmethod
     def _known_decay(cls, decay: str) -> str:
-        return _one_of(decay, DECAY_NAMES, "decay rule")
+        return _one_of(decay, (*DECAY_NAMES, "coupled"), "decay rule")
 
     @field_validator("decay_groups")
     @classmethod
@@ -324,6 +335,20 @@ class OptimizerSpec(_Strict):
             s = self.lr_schedule
             if (s.kind == "cosine" and s.final == 0) or (s.kind == "step" and s.gamma == 0):
                 raise ValueError("eps_schedule lr_equivalent needs a learning rate that stays > 0")
+        if self.decay == "coupled" and self.name != "kfac":
+            raise OptionError(
+                "decay",
+                "coupled",
+                "λθ in the gradient is kfac's option; sgd, adam "
+                "and rmsprop always couple it, the others decouple it",
+            )
+        if self.name != "kfac":
+            default = OptimizerSpec.model_construct()
+            for field in KFAC_FIELDS:
+                if getattr(self, field) != getattr(default, field):
+                    raise OptionError(
+                        field, getattr(self, field), f"only kfac reads it, not {self.name}"
+                    )
         self._read_by_the_rule()
         return self
 
@@ -572,6 +597,7 @@ class RunSpec(_Strict):
 
 ADDED_FIELDS = (
     ("model", "kwargs"),
+    *(("optimizer", field) for field in KFAC_FIELDS),
     ("train", "dtype"),
     ("train", "project"),
     ("train", "graft_norms"),
@@ -877,4 +903,9 @@ def make_optimizer(
         raise SpecError(_format_error(err, "optimizer", OptimizerSpec)) from None
     if spec.name not in OPTIMIZERS:
         raise SpecError(f"name: {name!r} is a torch.optim import path; construct it directly")
+    if spec.name == "kfac":
+        raise SpecError(
+            "name: kfac needs each layer's inputs and output gradients, which only "
+            "optlab's engine records; train it with optlab run"
+        )
     return RuleShell(params, spec, OPTIMIZERS[spec.name], steps, seed)

@@ -6,7 +6,8 @@ import torch
 from optlab.config import OptimizerSpec
 from optlab.optim import OPTIMIZERS
 
-BUILT_IN = [name for name in OPTIMIZERS if name != "graft"]
+# rules that step tensor by tensor (graft and kfac step over all parameters at once)
+BUILT_IN = [name for name, rule in OPTIMIZERS.items() if rule.tree is None]
 
 
 @pytest.mark.parametrize("name", BUILT_IN)

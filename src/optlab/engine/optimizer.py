@@ -26,6 +26,7 @@ from optlab.optim.apply import (
 )
 from optlab.optim.fused import fused_adamw_, kernel_agrees, run_numbers
 from optlab.optim.groups import weight_decay_for
+from optlab.optim.kfac import update_factors
 from optlab.optim.schedules import optimizer_schedules
 
 DECAY_SALT = 0xDECA  # keeps decay dropout's stream apart from the init and sampling streams
@@ -98,6 +99,18 @@ class StackedOptimizer:
             self.torch_optimizer = cls(list(params.values()), **spec.torch_arguments())
             self.base_lr = spec.lr
             self.fused = None
+
+    @torch.no_grad()
+    def fold_curvature(self, layers: dict[str, tuple[Tensor, Tensor]]) -> None:
+        """K-FAC: fold each Linear layer's inputs a and per-example output gradients g of this
+        step into the running Kronecker factors its weight's state keeps (a frozen layer,
+        which has no state, is passed over)."""
+        for prefix, (a, g) in layers.items():
+            name = f"{prefix}weight"
+            if name in self.state:
+                bias = f"{prefix}bias" in self.params
+                decay = self.hypers[name]["factor_decay"]
+                self.state[name] = update_factors(self.state[name], a, g, decay, bias)
 
     def lr_scale(self, t: int) -> float:
         """η_t/η at step t: the schedule's factor times B_t/B (AdaBatch: η/B stays fixed)."""

@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
+from optlab.engine.curvature import CurvatureStep
 from optlab.engine.data import Batches, task_tensors
+from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
 from optlab.models import MODELS, Model, Params, build_model
@@ -78,6 +79,11 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
             continue
         seen.add(key)
         model = build_model(spec.model, task_for(spec))
+        if spec.optimizer.name == "kfac" and getattr(model, "fast", None) is None:
+            raise ValueError(
+                f"optimizer.name: kfac needs an nn.Sequential of Linear layers (and the layers "
+                f"optlab stacks); model {spec.model.name} is not one"
+            )
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
@@ -90,18 +96,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def run_losses(outputs: Tensor, y: Tensor, runs: int, loss: str = "cross_entropy") -> Tensor:
-    """Each run's mean loss (R,): outputs (R or 1, B, ..., C) and targets y (R or 1, B, ...):
-    cross-entropy over the last axis of class indices (every position of a sequence is one
-    target), or ½·(f − y)² for a regression's outputs (R, B)."""
-    outputs = outputs.expand(runs, *outputs.shape[1:])
-    y = y.expand(runs, *y.shape[1:])
-    if loss == "half_mse":
-        return 0.5 * (outputs - y).pow(2).reshape(runs, -1).mean(1)
-    ce = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), y.reshape(-1), reduction="none")
-    return ce.view(runs, -1).mean(1)
 
 
 @torch.no_grad()
@@ -313,13 +307,20 @@ def train_group(
     last_flush = 0
     slices = run_slices(runs, max(sizes), model.width)
     losses_of = compiled_stack_losses() if spec.train.compile else stack_losses
+    curvature = None  # K-FAC's steps record each Linear layer's statistics too
+    if spec.optimizer.name == "kfac":
+        curvature = CurvatureStep(spec.optimizer.curvature, seeds)
     for t in range(steps):
         x, y = batches(t)
         recorded = (t + 1) % every == 0 or t + 1 == steps
         if not params:
             loss = run_losses(model.forward(params, x), y, runs, task.loss)
         else:
-            loss, grads = loss_and_grads(losses_of, stack, x, y, slices)
+            if curvature is None:
+                loss, grads = loss_and_grads(losses_of, stack, x, y, slices)
+            else:
+                loss, grads, layers = curvature(stack, x, y)
+                optimizer.fold_curvature(layers)
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)

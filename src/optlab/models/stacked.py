@@ -22,7 +22,9 @@ layer takes any layout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
 import torch
@@ -99,6 +101,23 @@ def _shift(dim: int) -> int:
     return dim + 1 if dim >= 0 else dim
 
 
+# each Linear's (prefix, input, output) of a forward, where a caller asks for them (K-FAC's
+# factors: ``optlab.engine.curvature``)
+_TAPE: ContextVar[list[tuple[str, Tensor, Tensor]] | None] = ContextVar("linear_tape", default=None)
+
+
+@contextmanager
+def linear_tape() -> Iterator[list[tuple[str, Tensor, Tensor]]]:
+    """Within, every hand-stacked Linear appends (its prefix, its input (R or 1, ..., in),
+    its output (R, ..., out)) to the list yielded, in call order."""
+    tape: list[tuple[str, Tensor, Tensor]] = []
+    token = _TAPE.set(tape)
+    try:
+        yield tape
+    finally:
+        _TAPE.reset(token)
+
+
 def _linear(prefix: str, layer: nn.Linear, feature_major: bool = True) -> Forward:
     """y_r = x_r W_rᵀ + b_r for every run r in one ``baddbmm``.
 
@@ -116,6 +135,12 @@ def _linear(prefix: str, layer: nn.Linear, feature_major: bool = True) -> Forwar
     weight, bias = f"{prefix}weight", f"{prefix}bias" if layer.bias is not None else None
 
     def forward(state: State, x: Tensor, training: bool) -> Tensor:
+        y = _apply(state, x)
+        if (tape := _TAPE.get()) is not None:
+            tape.append((prefix, x, y))
+        return y
+
+    def _apply(state: State, x: Tensor) -> Tensor:
         w = state[weight]  # (R, out, in)
         runs, out = w.shape[:2]
         b = state[bias] if bias else None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from optlab.optim import rules, sign, variants
+from optlab.optim import kfac, rules, sign, variants
 from optlab.optim.closed_form import (
     angle,
     decay_products,
@@ -34,7 +34,8 @@ class Rule:
     """``step_degree`` is k in Δθ(c·g) = c^k·Δθ(g), the step's degree of homogeneity in the
     gradients (every gradient scaled by c, decay aside): 1 where the step scales with the
     gradient (SGD, with or without momentum), 0 where it does not (Adam's m̂/√v̂, RMSprop's
-    g/√v, a sign; up to ε). On a scale-invariant w the gradient scales as 1/‖w‖, so the
+    g/√v, a sign; up to ε), −1 for K-FAC (its factor G scales as c², so G⁻¹∇ as 1/c; up
+    to damping). On a scale-invariant w the gradient scales as 1/‖w‖, so the
     direction turns as η/‖w‖^(k+1) (Grosse (2022), CSC 2541 lecture 5). None: the rule's
     hyperparameters decide (a graft steps as far as its magnitude child)."""
 
@@ -139,6 +140,23 @@ OPTIMIZERS: dict[str, Rule] = {
         step_degree=0,
     ),
 }
+# K-FAC steps a layer at a time from the Kronecker factors the engine folds into its state
+OPTIMIZERS["kfac"] = Rule(
+    kfac.kfac,
+    _no_state,
+    lambda s: dict(
+        lr=s.lr,
+        momentum=s.momentum,
+        weight_decay=s.weight_decay,
+        decay=s.decay,
+        curvature=s.curvature,
+        damping=s.damping,
+        inverse_every=s.inverse_every,
+        factor_decay=s.factor_decay,
+    ),
+    step_degree=-1,
+    tree=kfac.kfac_tree,
+)
 # a graft's children are rules of this registry, which then holds graft too
 OPTIMIZERS["graft"] = Rule(
     functools.partial(graft, rules=OPTIMIZERS),

@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from optlab.optim.decay import DECAYS
+from optlab.optim.rules import sgd
 from optlab.stacking import per_run
 
 State = dict[str, Tensor]
@@ -115,10 +116,15 @@ def damped_inverses(A: Tensor, G: Tensor, damping) -> tuple[Tensor, Tensor]:
     eye_g = torch.eye(G.shape[-1], dtype=G.dtype, device=G.device)
     A_d = A + (pi * gamma)[..., None, None] * eye_a
     G_d = G + (gamma / pi)[..., None, None] * eye_g
-    return (
-        torch.cholesky_inverse(torch.linalg.cholesky(A_d)),
-        torch.cholesky_inverse(torch.linalg.cholesky(G_d)),
-    )
+    return _spd_inverse(A_d), _spd_inverse(G_d)
+
+
+def _spd_inverse(m: Tensor) -> Tensor:
+    """Each run's inverse by Cholesky; NaN for a run whose factor is not positive definite
+    (its factors went non-finite: the run has diverged, and the others go on)."""
+    chol, info = torch.linalg.cholesky_ex(m)
+    inverse = torch.cholesky_inverse(chol)
+    return torch.where(per_run(info == 0, inverse.dim()), inverse, torch.nan)
 
 
 def refresh_inverses(state: State, step: int, damping, inverse_every: int = 1) -> State:
@@ -200,6 +206,56 @@ def kfac(
     buf = per_run(momentum, direction.dim()) * state["momentum_buffer"] + direction
     new_w, new_b = _split(_join(weight, bias) - per_run(lr, buf.dim()) * buf, bias)
     return new_w, new_b, {**state, "momentum_buffer": buf}
+
+
+def kfac_tree(
+    params: dict[str, Tensor],
+    grads: dict[str, Tensor],
+    states: dict[str, State],
+    step: int,
+    hypers: dict[str, dict],
+) -> tuple[dict[str, Tensor], dict[str, State]]:
+    """One step over a network's parameters. Each Linear layer whose factors the engine has
+    folded into its weight's state (``update_factors``) steps by ``kfac``, its bias (the
+    same name ending in ``bias``) with it; any other tensor (a normalizer's gain and bias)
+    takes SGD's step with momentum at the same η, μ and λ, the decay coupled (K-FAC's
+    factors are of Linear layers only)."""
+    layers = {n: n.removesuffix("weight") + "bias" for n, s in states.items() if "A" in s}
+    biases = {b for b in layers.values() if b in params}
+    new_params, new_states = {}, {}
+    for name, p in params.items():
+        h, s = hypers[name], states[name]
+        if name in layers:
+            bias = layers[name] if layers[name] in params else None
+            s = refresh_inverses(s, step, h["damping"], h["inverse_every"])
+            s.setdefault("momentum_buffer", torch.zeros_like(_join(p, params.get(bias))))
+            w, b, s = kfac(
+                p,
+                params.get(bias),
+                grads[name],
+                grads.get(bias),
+                s,
+                lr=h["lr"],
+                momentum=h["momentum"],
+                weight_decay=h["weight_decay"],
+                bias_decay=hypers[bias]["weight_decay"] if bias else None,
+                decay=h["decay"],
+            )
+            new_params[name], new_states[name] = w, s
+            if bias:
+                new_params[bias], new_states[bias] = b, states[bias]
+        elif name not in biases:
+            state = s or {"momentum_buffer": torch.zeros_like(p)}
+            new_params[name], new_states[name] = sgd(
+                p,
+                grads[name],
+                state,
+                step,
+                lr=h["lr"],
+                momentum=h["momentum"],
+                weight_decay=h["weight_decay"],
+            )
+    return new_params, new_states
 
 
 # ---- what g is: the loss to backpropagate -----------------------------------------------------

@@ -1,0 +1,64 @@
+"""What a K-FAC step needs beside the gradients (``optlab.optim.kfac``): each Linear layer's
+inputs a and the per-example gradients g of the curvature's losses w.r.t. its outputs.
+
+One forward under ``linear_tape`` records every hand-stacked Linear's input and output;
+the training loss's backward gives the gradients, and one more backward per row of
+``curvature_losses`` (one for fisher and empirical, one per output for gauss_newton) gives
+g at every layer at once, w.r.t. the recorded outputs. The Fisher's labels are drawn from
+each run's own generator, seeded by its training seed, so a run samples what it would
+sample alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from optlab.engine.losses import run_losses
+from optlab.models.stacked import linear_tape
+from optlab.optim.kfac import curvature_losses
+
+FISHER_SALT = 0x4B464143  # "KFAC": a run's label draws apart from its data and init streams
+
+Layers = dict[str, tuple[Tensor, Tensor]]  # prefix -> (a (R, N, in), g (R, K·N, out))
+
+
+class CurvatureStep:
+    """Loss, gradients and per-layer statistics of one step of a stack trained by K-FAC."""
+
+    def __init__(self, curvature: str, seeds: Sequence[int]) -> None:
+        self.curvature = curvature
+        self.generators = [torch.Generator().manual_seed(s ^ FISHER_SALT) for s in seeds]
+
+    def __call__(self, stack, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor], Layers]:
+        """(R,) losses, the gradients of their sum, and each Linear layer's (a, g)."""
+        params, runs = list(stack.params.values()), len(self.generators)
+        with linear_tape() as tape:
+            outputs = stack.model.forward(stack.state, x)
+        if not tape:
+            raise ValueError(
+                "optimizer.name: kfac needs an nn.Sequential of Linear layers on optlab's "
+                "stacked path, and this model has none"
+            )
+        loss = run_losses(outputs, y, runs, stack.task.loss)
+        grads = list(torch.autograd.grad(loss.sum(), params, retain_graph=True))
+        rows = curvature_losses(
+            outputs.expand(runs, *outputs.shape[1:]).reshape(runs, -1, outputs.shape[-1]),
+            self.curvature,
+            stack.task.loss,
+            targets=y.expand(runs, *y.shape[1:]).reshape(runs, -1),
+            generators=self.generators,
+        )
+        layer_outputs = [out for _, _, out in tape]
+        passes = [
+            torch.autograd.grad(row.sum(), layer_outputs, retain_graph=k + 1 < len(rows))
+            for k, row in enumerate(rows)
+        ]
+        layers = {}
+        for i, (prefix, a, out) in enumerate(tape):
+            a = a.detach().expand(runs, *a.shape[1:]).reshape(runs, -1, a.shape[-1])
+            g = torch.cat([p[i].reshape(runs, -1, out.shape[-1]) for p in passes], dim=1)
+            layers[prefix] = (a, g)
+        return loss, grads, layers
