@@ -2,17 +2,14 @@
 and through the engine, and the effective learning rate of each rule on an exactly
 scale-invariant loss."""
 
-import functools
 import math
 
 import pytest
 import torch
-from torch import nn
 
 from optlab.config import OptimizerSpec, RunSpec
 from optlab.engine.optimizer import StackedOptimizer
 from optlab.engine.train import train_group
-from optlab.models import nets
 from optlab.probes.base import Evaluation, Observation
 from optlab.probes.invariance import angle, effective_lr, invariance
 from optlab.probes.optimizer import make_update, split_update
@@ -153,15 +150,6 @@ def test_effective_lr_turns_unit_norm_weights_as_far(rule):
     )
 
 
-@pytest.fixture
-def exact_batchnorm(monkeypatch):
-    """BatchNorm with ε = 1e-300 (torch refuses 0), lost against any variance in float64, so
-    the loss is scale-invariant to rounding in the weights that feed it (with the default
-    ε = 1e-5, cos(w, g) is about 1e-5 on digits)."""
-    exact = functools.partial(nn.BatchNorm1d, eps=1e-300)
-    monkeypatch.setitem(nets.NORMALIZATIONS, "batchnorm", exact)
-
-
 def _train(tmp_path, optimizer: dict, lrs=(0.1, 0.3), steps=3):
     """Two runs (one per η) of the digits MLP with BatchNorm, in float64, recording the
     invariance, effective_lr and params probes at every step: each run's metrics."""
@@ -171,7 +159,14 @@ def _train(tmp_path, optimizer: dict, lrs=(0.1, 0.3), steps=3):
                 "task": {"name": "digits"},
                 "model": {
                     "name": "mlp",
-                    "kwargs": {"normalization": "batchnorm", "depth": 2, "width": 16},
+                    # ε = 1e-300 (torch refuses 0) is lost against any variance in float64, so
+                    # the loss is scale-invariant to rounding (at 1e-5, cos(w, g) ~ 1e-5)
+                    "kwargs": {
+                        "normalization": "batchnorm",
+                        "depth": 2,
+                        "width": 16,
+                        "eps": 1e-300,
+                    },
                 },
                 "optimizer": {"name": "sgd", "weight_decay": 0.0, "lr": lr, **optimizer},
                 "train": {"steps": steps, "eval_every": 1, "dtype": "float64"},
@@ -186,7 +181,6 @@ def _train(tmp_path, optimizer: dict, lrs=(0.1, 0.3), steps=3):
     return [m[m["run_id"] == s.run_id].set_index(["name", "step"])["value"] for s in specs]
 
 
-@pytest.mark.usefixtures("exact_batchnorm")
 def test_plain_sgd_follows_the_norm_law(tmp_path):
     """‖w_{k+1}‖² = ‖w_k‖² + η²‖g_k‖² since w_k ⊥ g_k, so cos∠(w_k, w_{k+1}) = ‖w_k‖/‖w_{k+1}‖
     (from the params probe's L2 norms, stored in float32: 1e-4), and effective_lr = η/‖w‖²."""
@@ -204,7 +198,6 @@ def test_plain_sgd_follows_the_norm_law(tmp_path):
                 assert m[f"{t}/effective_lr", k] == pytest.approx(lr / m[f"{t}/l2", k] ** 2)
 
 
-@pytest.mark.usefixtures("exact_batchnorm")
 def test_weight_decay_breaks_the_norm_law_by_its_factor(tmp_path):
     """Coupled decay: w' = (1 − ηλ)w − ηg with w ⊥ g, so the residual is
     ((1 − ηλ)² − 1)·‖w‖²/‖w'‖², −0.0199·(‖w‖/‖w'‖)² at η = 0.1, λ = 0.1."""
@@ -217,7 +210,6 @@ def test_weight_decay_breaks_the_norm_law_by_its_factor(tmp_path):
             assert abs(m[f"{t}/grad_cosine", k]) < 1e-12  # the gradient is still ⊥ w
 
 
-@pytest.mark.usefixtures("exact_batchnorm")
 def test_momentum_breaks_the_norm_law_from_the_second_step(tmp_path):
     """Heavy ball: the first step is plain SGD (the buffer starts at g_1); from the second
     on the buffer carries g_1, which is not ⊥ w_1 = w_0 − ηg_1 (⟨w_1, g_1⟩ = −η‖g_1‖²)."""
@@ -228,7 +220,6 @@ def test_momentum_breaks_the_norm_law_from_the_second_step(tmp_path):
             assert abs(m[f"{t}/norm_law_residual", k]) > 1e-4
 
 
-@pytest.mark.usefixtures("exact_batchnorm")
 def test_adam_effective_lr_is_lr_over_the_norm(tmp_path):
     (m,) = _train(tmp_path, {"name": "adam"}, lrs=(0.01,))
     for t in INVARIANT:
