@@ -23,7 +23,7 @@ from torch import Tensor
 
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
-from optlab.engine.curvature import CurvatureStep
+from optlab.engine.curvature import PROBE_POINTS, CurvatureStep, gauss_newton_pass
 from optlab.engine.data import Batches, task_tensors
 from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
@@ -74,22 +74,30 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
     hand-written model always builds and is not drawn here (drawing it can take seconds)."""
     seen = set()
     for spec in specs:
+        if spec.model.name in MODELS:
+            _check_kfac(spec, None)
         key = json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json")])
         if key in seen or (spec.task.name == "voronoi" and spec.model.name in MODELS):
             continue
         seen.add(key)
         model = build_model(spec.model, task_for(spec))
-        if spec.optimizer.name == "kfac" and getattr(model, "fast", None) is None:
-            raise ValueError(
-                f"optimizer.name: kfac needs an nn.Sequential of Linear layers (and the layers "
-                f"optlab stacks); model {spec.model.name} is not one"
-            )
+        _check_kfac(spec, model)
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
                 f"{setting} acts on scale-invariant weights (a bias-free Linear into a "
                 f"normalizer), and model {spec.model.name} has none"
             )
+
+
+def _check_kfac(spec: RunSpec, model: Model | None) -> None:
+    """K-FAC steps Linear layers that optlab's stacked path tapes: an nn.Sequential of the
+    layers it stacks (``model.fast``); a hand-written model has none."""
+    if spec.optimizer.name == "kfac" and getattr(model, "fast", None) is None:
+        raise ValueError(
+            f"optimizer.name: kfac needs an nn.Sequential of Linear layers (of the layers "
+            f"optlab stacks); model {spec.model.name} is not one"
+        )
 
 
 def resolve_device(name: str) -> torch.device:
@@ -290,6 +298,7 @@ def train_group(
         scale_invariant=getattr(model, "scale_invariant", ()),
         task=task.arrays(),
         scalars_of=getattr(model, "scalars", None),
+        gauss_newton=functools.partial(gauss_newton_pass, stack, eval_x[:PROBE_POINTS]),
     )
 
     def observe(step: int, final: bool = False) -> tuple[list, list]:
