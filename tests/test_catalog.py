@@ -31,4 +31,9 @@ def test_final_model_catalog_has_a_case_per_rule_family():
     runs = expand(load_experiment("optimizers_final"), profile="quick")
     assert {r.spec.model.name for r in runs} == {"final"}
     used = set().union(*(_names(r.spec.optimizer) for r in runs))
-    assert used >= set(OPTIMIZERS) - {"adam", "rmsprop", "signsgd", "kfac"}  # kfac: no Linear layers
+    assert used >= set(OPTIMIZERS) - {
+        "adam",
+        "rmsprop",
+        "signsgd",
+        "kfac",
+    }  # kfac: no Linear layers

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from optlab.analysis.claims import (
+    CLAIMS_FILE,
     FAILS,
     HOLDS,
     INCONCLUSIVE,
     Check,
     Verdict,
     judge,
-    CLAIMS_FILE,
     load_claims,
     method_note,
 )

@@ -66,7 +66,11 @@ def test_a_grafted_run_takes_its_partners_norms_and_only_its_own_rows_are_stored
 
 def test_settings_for_scale_invariant_weights_need_a_model_that_has_them():
     spec = RunSpec.model_validate(
-        {**BASE, "model": {"name": "mlp", "kwargs": {"width": 8}}, "train": {"project": "unit_norm"}}
+        {
+            **BASE,
+            "model": {"name": "mlp", "kwargs": {"width": 8}},
+            "train": {"project": "unit_norm"},
+        }
     )
     with pytest.raises(ValueError, match="train.project.*has none"):
         check_buildable([spec])

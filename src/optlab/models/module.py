@@ -157,7 +157,9 @@ class ModuleModel:
         """One run's buffers (BatchNorm running statistics) and frozen parameters, built
         like ``init``."""
         module = self._build(generator.initial_seed())
-        frozen = {k: p.detach().clone() for k, p in module.named_parameters() if not p.requires_grad}
+        frozen = {
+            k: p.detach().clone() for k, p in module.named_parameters() if not p.requires_grad
+        }
         return {**frozen, **{k: b.detach().clone() for k, b in module.named_buffers()}}
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
