@@ -687,6 +687,13 @@ def bench(
             f"{r['steady_steps_per_s']:,.1f} after {r['steady_after_steps']:,} steps "
             f"(steady/start {r['steady_vs_start']:.2f}×)"
         )
+    k = result["kfac"]
+    console.print(
+        f"kfac, the digits MLP: {k['fisher_steps_per_s']:,.0f} steps/s (Fisher), "
+        f"{k['gauss_newton_steps_per_s']:,.0f} (Gauss-Newton) against AdamW's "
+        f"{k['adamw_steps_per_s']:,.0f}: a step costs {k['step_cost_vs_adamw']:.2f}× AdamW's "
+        f"({k['gauss_newton_step_cost_vs_adamw']:.2f}× with Gauss-Newton)"
+    )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]
         console.print(

@@ -77,6 +77,10 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         )
         long = case["plain_loop_long_steps_per_s"]  # the same loop over 8× the steps
         assert case["vs_plain_loop"] == r1 / plain and case["stacked_vs_plain_loop"] == r8 / long
+    kfac = out["kfac"]
+    assert kfac["step_cost_vs_adamw"] == kfac["adamw_steps_per_s"] / kfac["fisher_steps_per_s"]
+    gn = kfac["adamw_steps_per_s"] / kfac["gauss_newton_steps_per_s"]
+    assert kfac["gauss_newton_step_cost_vs_adamw"] == gn
     charlm = out["charlm"]
     gflop = charlm["gflop_per_step"]
     # B·T·(6·N + 12·L·T·C): batch 32, block 64, 2 layers of width 128, a vocabulary of 100

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from optlab.bench import modules, plain, steady, sweep
+from optlab.bench.kfac import kfac_case
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.train import build_stack, evaluate, task_for, train_group
@@ -337,6 +338,9 @@ def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = 
         charlm_spec = modules.catalog_spec("charlm", plan.module_steps["charlm"])
         flops = modules.charlm_flops(charlm_spec)
         charlm = modules.module_case(charlm_spec, store, optlab_rate, plan.module_repeats["charlm"])
+        kfac = kfac_case(
+            store, plan.module_steps["digits"], plan.module_repeats["digits"], optlab_rate
+        )
         for name in plan.steady_steps:
             (final if name == "final" else ladder[name]).update(steady_case(name, store, plan))
         store.close()
@@ -347,7 +351,7 @@ def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = 
     charlm["gflop_per_step"] = flops / 1e9
     charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
     charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
-    out.update(final=final, **ladder, digits=digits, charlm=charlm)
+    out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac)
     if with_sweep:
         out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
     out["seconds"] = time.perf_counter() - started
