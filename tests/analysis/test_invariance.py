@@ -245,9 +245,9 @@ GAP_CLOSED = {"metric": "test_accuracy", "graft": "adamw", "a": "sgdm", "b": "b"
 @pytest.mark.parametrize(
     "shares,gap,expected,closed",
     [
-        ([0.88, 0.92, 0.9, 0.89, 0.91], GAP, HOLDS, "closes 90% [88%, 92%]"),
-        ([0.3, 0.35, 0.25, 0.3, 0.3], GAP, FAILS, "closes 30% [26%, 34%]"),
-        ([0.4, 1.0, 0.6, 0.9, 0.65], GAP, INCONCLUSIVE, "closes 71%"),  # straddles 70%
+        ([0.88, 0.92, 0.9, 0.89, 0.91], GAP, HOLDS, "closes 90% of it"),
+        ([0.3, 0.35, 0.25, 0.3, 0.3], GAP, FAILS, "closes 30% of it"),
+        ([0.4, 1.0, 0.6, 0.9, 0.65], GAP, INCONCLUSIVE, "closes 69% of it"),  # straddles 70%
         ([0.9] * 5, [0.01, -0.01, 0.005, -0.005, 0.002], INCONCLUSIVE, "no gap to close"),
     ],
 )
