@@ -19,6 +19,13 @@ effective_lr   effective_lr  ``<tensor>/effective_lr``: η/‖w‖² (SGD) or η
 invariance     invariance  ``<tensor>/{grad_cosine,norm_law_residual,angular_update}`` for
                            scale-invariant tensors: cos(w_k, g_k), the SGD norm law's residual,
                            ∠(w_k, w_{k+1})
+kfac           kfac        ``<t>/{A_trace,G_trace,A_lambda_max,G_lambda_max,A_damping_ratio,
+                           G_damping_ratio,damping_ratio}`` for K-FAC's layers: its factors and
+                           the damping γ against their largest eigenvalues (mechanism 3)
+jacobian       jacobian    ``gn_norm``, ``jacobian_sq``, ``ratio`` and ``jacobian_sq_whitened``,
+                           ``ratio_whitened``: θᵀĜθ (gauss_newton factors of a fixed eval
+                           batch), E‖∂f/∂x‖²_F (w.r.t. whitened inputs), gn_norm/((L+1)·each)
+                           (mechanism 2)
 snapshots      (arrays)    ``snapshot/<tensor>`` for tensors of ≤ 8192 entries
 predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eval_labels,
                            centers,center_labels}`` at step 0
@@ -27,8 +34,8 @@ predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eva
 
 from __future__ import annotations
 
-from optlab.probes import invariance, optimizer, outputs, tensors
-from optlab.probes.base import Evaluation, Observation, Probe, Update
+from optlab.probes import invariance, kfac, optimizer, outputs, tensors
+from optlab.probes.base import Evaluation, Jacobians, Observation, Probe, Update
 
 PROBES: dict[str, Probe] = {
     "params": Probe("params", tensors.params),
@@ -40,10 +47,12 @@ PROBES: dict[str, Probe] = {
     "decayed_init": Probe("decayed_init", optimizer.decayed_init, needs=frozenset({"init"})),
     "effective_lr": Probe("effective_lr", invariance.effective_lr),
     "invariance": Probe("invariance", invariance.invariance, needs=frozenset({"update"})),
+    "kfac": Probe("kfac", kfac.kfac),
+    "jacobian": Probe("jacobian", kfac.jacobian),
     "snapshots": Probe("snapshots", tensors.snapshots, arrays=True),
     "predictions": Probe(
         "predictions", outputs.predictions, needs=frozenset({"predictions"}), arrays=True
     ),
 }
 
-__all__ = ["PROBES", "Evaluation", "Observation", "Probe", "Update"]
+__all__ = ["PROBES", "Evaluation", "Jacobians", "Observation", "Probe", "Update"]

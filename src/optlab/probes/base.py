@@ -60,6 +60,20 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
+class Jacobians:
+    """A Gauss-Newton pass over a fixed batch of N inputs x (``optlab.engine.curvature``): each
+    Linear layer's inputs a (R, N, in) and output gradients g (R, C·N, out) of the gauss_newton
+    curvature (its factors: ``optlab.optim.kfac.layer_factors``), by the layer's prefix ("0.",
+    "2."), and per run (R,), with J(x) = ∂f(x)/∂x the Jacobian of the C outputs:
+    E_x ‖J(x)‖²_F, and E_x tr(J(x) Σ J(x)ᵀ) with Σ = E[x xᵀ] over the batch, the same norm in
+    whitened coordinates z = Σ^(−1/2) x, where ∂f/∂z = J Σ^(1/2)."""
+
+    layers: dict[str, tuple[Tensor, Tensor]]
+    jacobian_sq: Tensor
+    jacobian_sq_whitened: Tensor
+
+
+@dataclass(frozen=True)
 class Observation:
     step: int
     params: Params  # (R, ...) stacks
@@ -70,6 +84,8 @@ class Observation:
     scale_invariant: tuple[str, ...] = ()  # tensors the model declares scale-invariant
     task: dict[str, Tensor] = field(default_factory=dict)  # eval points, labels, centers
     model_scalars: dict[str, Tensor] = field(default_factory=dict)  # the model's own, (R,) each
+    # the engine's Gauss-Newton pass at the current weights, run when a probe calls it
+    gauss_newton: Callable[[], Jacobians | None] | None = None
 
 
 @dataclass(frozen=True)
