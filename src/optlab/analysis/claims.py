@@ -43,7 +43,7 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from optlab.analysis import curves, invariance, solutions
+from optlab.analysis import curves, invariance, kfac, solutions
 from optlab.analysis.stats import (
     MIN_SEEDS,
     Estimate,
@@ -226,6 +226,7 @@ RULES: dict[str, Callable[[Evidence, dict], list[Check]]] = {
     **curves.RULES,
     **solutions.RULES,
     **invariance.RULES,
+    **kfac.RULES,
 }
 FILE_NUMBER = re.compile(r"^\s*(seed\s*)?\d{3}\b")  # "002 §3.3.1": cite sources by name
 
