@@ -155,3 +155,15 @@ def test_normalizer_options_reach_the_layers_and_running_stats_are_batchnorms():
     assert [(m.eps, m.track_running_stats) for m in norms] == [(1e-10, False)] * 2
     with pytest.raises(ValueError, match="running_stats: False is BatchNorm's"):
         mlp((64,), 10, normalization="layernorm", running_stats=False)
+
+
+def test_init_scale_scales_the_weights_into_a_normalizer_and_nothing_else():
+    torch.manual_seed(0)
+    plain = mlp((64,), 10, width=8, normalization="batchnorm")
+    torch.manual_seed(0)
+    scaled = mlp((64,), 10, width=8, normalization="batchnorm", init_scale=10.0)
+    for (name, p), q in zip(plain.named_parameters(), scaled.parameters(), strict=True):
+        factor = 10.0 if name in scale_invariant(plain) else 1.0
+        torch.testing.assert_close(q, factor * p)
+    with pytest.raises(ValueError, match="init_scale"):
+        mlp((64,), 10, init_scale=2.0)

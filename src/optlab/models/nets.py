@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from itertools import pairwise
 
+import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -42,6 +43,7 @@ def mlp(
     fixed_head: bool = False,
     eps: float = 1e-5,
     running_stats: bool = True,
+    init_scale: float = 1.0,
 ) -> nn.Sequential:
     """``depth`` hidden layers Linear → normalization → activation, then a Linear head
     (after a Flatten when one example has more than one axis).
@@ -56,7 +58,8 @@ def mlp(
     features' variance. ``running_stats = False``: BatchNorm normalizes by the batch's
     statistics at eval too, so that the network evaluates as a scale-invariant function of
     its weights (running averages of the unnormalized features remember the scale they
-    were taken at).
+    were taken at). ``init_scale`` multiplies the initial weights of the Linears that feed
+    a normalizer: the network computes the same function, from weights of another norm.
     """
     _choice("activation", activation, ACTIVATIONS)
     _choice("normalization", normalization, NORMALIZATIONS)
@@ -64,6 +67,10 @@ def mlp(
         raise ValueError(f"depth: {depth} is negative; need 0 or more hidden layers")
     if width < 1:
         raise ValueError(f"width: {width} is not allowed; need 1 or more units")
+    if init_scale != 1.0 and normalization == "none":
+        raise ValueError(
+            f"init_scale: {init_scale} scales weights that feed a normalizer; there is none"
+        )
     if not running_stats and normalization != "batchnorm":
         raise ValueError(f"running_stats: False is BatchNorm's; normalization is {normalization!r}")
     norm = NORMALIZATIONS[normalization]
@@ -72,6 +79,8 @@ def mlp(
     for _ in range(depth):
         layers.append(nn.Linear(fan_in, width, bias=norm is None))
         if norm is not None:
+            with torch.no_grad():
+                layers[-1].weight.mul_(init_scale)
             layers.append(_normalizer(norm, width, affine, eps, running_stats))
         layers.append(ACTIVATIONS[activation]())
         fan_in = width
