@@ -512,6 +512,7 @@ def reproduce(
     db = open_store(store)
     train(specs, planned, db, workers, err_console if as_json else console, budget, fresh)
     convergence.record(db, sorted({p.run_id for p in planned}))
+    db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})

@@ -50,3 +50,24 @@ def test_versions_name_the_commit_of_this_checkout():
     ).stdout.strip()
     assert commit() is not None and commit().rstrip("+") == head  # an editable install
     assert versions()["commit"] == commit()
+
+
+def test_an_analysis_reads_only_the_runs_its_sweep_planned(tmp_path):
+    """Two profiles of one experiment link their runs to the same cases; a reproduce of one
+    of them must not read the other's."""
+    spec = load_experiment(
+        {
+            "name": "e",
+            "base": {"model": {"name": "exact"}, "train": {"steps": 10}},
+            "cases": {"a": {}},
+            "profiles": {"quick": {"train.steps": 5}},
+        }
+    )
+    store = Store(tmp_path / "s.db")
+    paper, quick = expand(spec, seeds=[1, 2]), expand(spec, profile="quick", seeds=[1, 2])
+    store.plan([*paper, *quick], [spec])
+    assert len(store.runs("e")) == 4
+    store.analyze_only(r.run_id for r in quick)
+    assert set(store.runs("e")["id"]) == {r.run_id for r in quick}
+    store.analyze_only(None)
+    assert len(store.runs("e")) == 4

@@ -154,6 +154,7 @@ class Store:
             self.db.close()
             raise StoreError(f"--store: {str(path)!r} is not an optlab store ({err})") from None
         self.compared: tuple[str, Callable[[str], str]] | None = None  # see compare_only
+        self.analyzed: frozenset[str] | None = None  # see analyze_only
 
     def close(self) -> None:
         self.db.close()
@@ -286,6 +287,8 @@ class Store:
         if df.empty:
             return df
         df["numeric_path"] = df.pop("path")
+        if self.analyzed is not None:
+            df = df[df["id"].isin(self.analyzed)].reset_index(drop=True)
         if self.compared is not None:
             path, key = self.compared
             kept = df["numeric_path"].map(key) == path
@@ -312,6 +315,12 @@ class Store:
         ``numeric_path`` (None: all runs), so that an analysis does not mix runs computed
         along different paths."""
         self.compared = None if numeric_path is None else (numeric_path, key)
+
+    def analyze_only(self, run_ids: Iterable[str] | None) -> None:
+        """From now on ``runs()`` keeps only ``run_ids`` (None: all runs): the runs a sweep
+        just planned, so that runs of another profile, or of a case's older config, that the
+        store links to the same cases stay out of its analysis."""
+        self.analyzed = None if run_ids is None else frozenset(run_ids)
 
     def metrics(
         self, run_ids: Sequence[str] | None = None, split: str | Sequence[str] | None = None
