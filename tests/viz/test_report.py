@@ -215,3 +215,21 @@ def test_report_of_scale_invariance_draws_its_figures_once(tmp_path):
     assert len(captions) == len(expected)
     for caption, start in zip(captions, expected, strict=True):
         assert caption.startswith(f"invariance: {start}"), caption
+
+
+def test_report_of_kfac_draws_the_damping_and_jacobian_figures(tmp_path):
+    from tests.analysis.fake import fake_store
+    from tests.viz.test_kfac import SPEC, _curves
+
+    fake_store(tmp_path / "s.db", SPEC, lambda run: {"test_accuracy": 0.9}, curves=_curves).close()
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", _page(tmp_path / "s.db", tmp_path))
+    # no eval curves or params in this store: the K-FAC figures alone, once each
+    expected = [
+        "mechanism 3: each K-FAC layer&#x27;s damping ratio γ/(λ_max(A)·λ_max(G))",
+        "the traces of each K-FAC layer&#x27;s running factors A (top) and G (bottom)",
+        "mechanism 2: θᵀĜθ / ((L + 1)·E tr(J Σ Jᵀ))",
+    ]
+    assert len(captions) == len(expected)
+    for caption, start in zip(captions, expected, strict=True):
+        assert caption.startswith(f"kfac: {start}"), caption
+    assert "under the Fisher without decay the ratio falls early, then rises above 1" in captions[0]

@@ -30,6 +30,7 @@ from optlab.viz.data import (
     load_experiment_record,
 )
 from optlab.viz.invariance import plot_angular_equilibrium, plot_grafting, plot_norms
+from optlab.viz.kfac import plot_damping_ratio, plot_factor_traces, plot_jacobian_fit
 from optlab.viz.mg_toy import plot_memorize_generalize
 from optlab.viz.task import plot_points
 from optlab.viz.weights import PROBE_SPLITS, plot_per_tensor, plot_weight_bands, quantities
@@ -217,6 +218,7 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
     for g, group in enumerate(_figure_groups(rec)):
         out += _group_figures(group, folder / f"group{g}")
     out += _invariance_figures(rec, folder)
+    out += _kfac_figures(rec, folder)
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
@@ -310,6 +312,38 @@ def _invariance_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
             "its scale-invariant weights from a partner (whose optimizer fields the panel's "
             "title names), beside that partner and the same run without grafting; mean over "
             "seeds, shaded from the lowest to the highest seed.",
+        ),
+    )
+    return [_figure(png, f"{rec.name}: {caption}") for png, caption in figures if png]
+
+
+def _kfac_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
+    """K-FAC's damping and factors, and the Gauss-Newton norm against the Jacobian norm, across
+    the whole record, where it has them (Grosse (2022), CSC 2541 lecture 5, mechanisms 3 and 2;
+    Zhang, Wang, Xu and Grosse (2019))."""
+    spread = "mean over seeds, shaded from the lowest to the highest seed"
+    figures = (
+        (
+            plot_damping_ratio(rec, folder / "damping.png"),
+            "mechanism 3: each K-FAC layer's damping ratio γ/(λ_max(A)·λ_max(G)), the damping "
+            f"against the largest curvature of its block, per condition, {spread}, log scale; "
+            "dotted: 1, where damping equals curvature. Above 1 the damping dominates and K-FAC "
+            "steps like SGD at η/γ. Expected: under the Fisher without decay the ratio falls "
+            "early, then rises above 1 as G shrinks with the fit; decay holds it lower; under "
+            "Gauss-Newton it stays well below 1.",
+        ),
+        (
+            plot_factor_traces(rec, folder / "factors.png"),
+            f"the traces of each K-FAC layer's running factors A (top) and G (bottom), {spread}; "
+            "log scale where they span more than a decade. The first layer's A is the data's "
+            "(the same under every condition); the Fisher's G falls as the model fits the data.",
+        ),
+        (
+            plot_jacobian_fit(rec, folder / "jacobian.png"),
+            "mechanism 2: θᵀĜθ / ((L + 1)·E tr(J Σ Jᵀ)), the Gauss-Newton norm against the "
+            f"squared input-output Jacobian in whitened input coordinates, per condition, {spread}; "
+            "dashed: against E‖J‖²_F on the raw pixels; log scale; dotted: 1, exact for a linear "
+            "network without biases.",
         ),
     )
     return [_figure(png, f"{rec.name}: {caption}") for png, caption in figures if png]
