@@ -167,3 +167,11 @@ def test_init_scale_scales_the_weights_into_a_normalizer_and_nothing_else():
         torch.testing.assert_close(q, factor * p)
     with pytest.raises(ValueError, match="init_scale"):
         mlp((64,), 10, init_scale=2.0)
+
+
+def test_a_deep_linear_network_without_biases():
+    net = mlp((64,), 10, depth=2, width=8, activation="identity", bias=False)
+    assert all(name.endswith("weight") for name, _ in net.named_parameters())
+    x = torch.randn(5, 64)
+    product = net[4].weight @ net[2].weight @ net[0].weight
+    torch.testing.assert_close(net(x), x @ product.T)

@@ -18,6 +18,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "silu": nn.SiLU,
+    "identity": nn.Identity,  # a deep linear network
 }
 NORMALIZATIONS: dict[str, type[nn.Module] | None] = {
     "none": None,
@@ -44,6 +45,7 @@ def mlp(
     eps: float = 1e-5,
     running_stats: bool = True,
     init_scale: float = 1.0,
+    bias: bool = True,
 ) -> nn.Sequential:
     """``depth`` hidden layers Linear → normalization → activation, then a Linear head
     (after a Flatten when one example has more than one axis).
@@ -60,6 +62,8 @@ def mlp(
     its weights (running averages of the unnormalized features remember the scale they
     were taken at). ``init_scale`` multiplies the initial weights of the Linears that feed
     a normalizer: the network computes the same function, from weights of another norm.
+    ``bias = False`` drops every bias (with ``activation = "identity"``: the deep linear
+    network of Zhang et al.'s Jacobian identity).
     """
     _choice("activation", activation, ACTIVATIONS)
     _choice("normalization", normalization, NORMALIZATIONS)
@@ -77,14 +81,14 @@ def mlp(
     layers: list[nn.Module] = [nn.Flatten()] if len(input_shape) > 1 else []
     fan_in = math.prod(input_shape)
     for _ in range(depth):
-        layers.append(nn.Linear(fan_in, width, bias=norm is None))
+        layers.append(nn.Linear(fan_in, width, bias=bias and norm is None))
         if norm is not None:
             with torch.no_grad():
                 layers[-1].weight.mul_(init_scale)
             layers.append(_normalizer(norm, width, affine, eps, running_stats))
         layers.append(ACTIVATIONS[activation]())
         fan_in = width
-    head = nn.Linear(fan_in, classes)
+    head = nn.Linear(fan_in, classes, bias=bias)
     head.requires_grad_(not fixed_head)
     return nn.Sequential(*layers, head)
 
