@@ -44,12 +44,7 @@ def _train(specs, steps: int):
     return stack, first
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_one_engine_step_is_the_kfac_step_of_a_plain_module():

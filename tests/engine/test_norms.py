@@ -3,7 +3,6 @@
 import copy
 
 import pytest
-import torch
 
 from optlab.config import RunSpec
 from optlab.engine.train import check_buildable, train_group
@@ -31,12 +30,7 @@ def _norms(store: Store, run_id: str, name: str) -> list[float]:
     return m[m["name"] == f"{name}/l2"].sort_values("step")["value"].tolist()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_projected_weights_stay_on_the_unit_sphere_and_the_rest_trains(tmp_path):

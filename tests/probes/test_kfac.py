@@ -25,12 +25,7 @@ QUANTITIES = ("A_trace", "G_trace", "A_lambda_max", "G_lambda_max")
 RATIOS = ("A_damping_ratio", "G_damping_ratio", "damping_ratio")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FakeKfac:

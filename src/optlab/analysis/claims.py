@@ -64,6 +64,7 @@ from optlab.analysis.verdicts import (
     Check,
     Evidence,
     Verdict,
+    higher_is_better,
     lean,
     missing,
     seeds_of,
@@ -76,10 +77,6 @@ from optlab.store import Store
 
 CLAIMS_DIR = Path(__file__).parent.parent / "catalog" / "claims"
 CLAIMS_FILE = CLAIMS_DIR / "paper.toml"
-
-
-def _higher_is_better(metric: str) -> bool:
-    return "loss" not in metric
 
 
 def _band(ev: Evidence, part: dict, lo: float, hi: float) -> list[Check]:
@@ -123,7 +120,7 @@ def _pairs(ev: Evidence, part: dict, check: Callable[[str, Estimate, int], Check
     by seed where it can be, sign = +1 where higher ``metric`` is better; a missing check
     where a side has no runs, an inconclusive one where it has fewer than ``MIN_SEEDS``."""
     exp, metric, a = part["experiment"], part["metric"], part["a"]
-    sign = 1 if _higher_is_better(metric) else -1
+    sign = 1 if higher_is_better(metric) else -1
     checks = []
     for b in _as_list(part["b"]):
         x, y, label = ev.values(exp, a, metric), ev.values(exp, b, metric), f"{a} − {b}"

@@ -43,7 +43,7 @@ import pandas as pd
 
 from optlab.analysis.convergence import tail
 from optlab.analysis.curves import settled, unrecorded
-from optlab.analysis.stats import MIN_SEEDS, one_sample, shared_seeds
+from optlab.analysis.stats import MIN_SEEDS, one_sample
 from optlab.analysis.verdicts import (
     FAILS,
     HOLDS,
@@ -51,6 +51,7 @@ from optlab.analysis.verdicts import (
     Check,
     Evidence,
     missing,
+    paired_values,
     per_seed,
     unless_too_few,
 )
@@ -232,15 +233,11 @@ def _angular_equilibrium(ev: Evidence, part: dict) -> list[Check]:
 def _gap_closed(ev: Evidence, part: dict) -> list[Check]:
     exp, metric, share = part["experiment"], part["metric"], part["min_share"]
     graft, a, b = part["graft"], part["a"], part["b"]
-    sides = [ev.values(exp, case, metric) for case in (graft, a, b)]
     label = f"{graft} closes the {metric} gap {a} − {b}"
-    if min(len(s) for s in sides) == 0:
-        return [missing(label)]
-    seeds = shared_seeds(*sides)
-    if seeds is None:
-        return [missing(label, "not paired by seed (too few shared, or a seed twice in a case)")]
-    sign = -1 if "loss" in metric else 1  # oriented so that better is positive
-    g, x, y = (sign * s[seeds].to_numpy(float) for s in sides)
+    values = paired_values(ev, exp, (graft, a, b), metric, label)
+    if isinstance(values, Check):
+        return [values]
+    g, x, y = values
     gap, d = one_sample(x - y), one_sample(g - y - share * (x - y))
     gap_text = f"{metric} gap {a} − {b} = {gap.mean:+.4f} [{gap.lo:+.4f}, {gap.hi:+.4f}]"
     if d.n >= MIN_SEEDS and not gap.lo > 0:

@@ -31,11 +31,11 @@ import numpy as np
 
 from optlab.analysis.convergence import tail
 from optlab.analysis.curves import unrecorded
-from optlab.analysis.stats import one_sample, shared_seeds
+from optlab.analysis.stats import one_sample
 from optlab.analysis.verdicts import (
     Check,
     Evidence,
-    missing,
+    paired_values,
     per_seed,
     tested,
     unless_too_few,
@@ -136,16 +136,12 @@ def _damping_attenuated(ev: Evidence, part: dict) -> list[Check]:
 def _helps_more(ev: Evidence, part: dict) -> list[Check]:
     exp, metric = part["experiment"], part["metric"]
     names = [part[k] for k in ("a", "a_base", "b", "b_base")]
-    sides = [ev.values(exp, case, metric) for case in names]
     a, a_base, b, b_base = names
     label = f"{metric} gain {a_base} → {a} minus {b_base} → {b}"
-    if min(len(s) for s in sides) == 0:
-        return [missing(label)]
-    seeds = shared_seeds(*sides)
-    if seeds is None:
-        return [missing(label, "not paired by seed (too few shared, or a seed twice in a case)")]
-    sign = -1 if "loss" in metric else 1  # oriented so that better is positive
-    x, x0, y, y0 = (sign * s[seeds].to_numpy(float) for s in sides)
+    values = paired_values(ev, exp, names, metric, label)
+    if isinstance(values, Check):
+        return [values]
+    x, x0, y, y0 = values
     e = one_sample((x - x0) - (y - y0))
     gains = f"{(x - x0).mean():+.4f} vs {(y - y0).mean():+.4f}"
     value = f"{label} = {e.mean:+.4f} [{e.lo:+.4f}, {e.hi:+.4f}] ({gains}) paired n={e.n}"

@@ -17,7 +17,14 @@ import pandas as pd
 
 from optlab.analysis import convergence
 from optlab.analysis.cells import tuned_runs
-from optlab.analysis.stats import LEVEL, MIN_SEEDS, Estimate, Spread, seeds_needed
+from optlab.analysis.stats import (
+    LEVEL,
+    MIN_SEEDS,
+    Estimate,
+    Spread,
+    seeds_needed,
+    shared_seeds,
+)
 from optlab.store import Store
 
 ALPHA = 0.05
@@ -159,6 +166,25 @@ class Evidence:
             return pd.Series(dtype=float)
         convergence.record(self.store, list(runs["id"]))
         return self.measured(experiment, case, "convergence", "settled_share", lambda s, v: v[-1])
+
+
+def higher_is_better(metric: str) -> bool:
+    return "loss" not in metric
+
+
+def paired_values(
+    ev: Evidence, experiment: str, cases: Sequence[str], metric: str, label: str
+) -> list[np.ndarray] | Check:
+    """Each case's final ``metric`` over the seeds they all have, oriented so that better is
+    positive (a loss negated); or, where that cannot be, the missing check that says why."""
+    sides = [ev.values(experiment, case, metric) for case in cases]
+    if min(len(s) for s in sides) == 0:
+        return missing(label)
+    seeds = shared_seeds(*sides)
+    if seeds is None:
+        return missing(label, "not paired by seed (too few shared, or a seed twice in a case)")
+    sign = 1 if higher_is_better(metric) else -1
+    return [sign * s[seeds].to_numpy(float) for s in sides]
 
 
 def missing(what: str, why: str = "no runs in the store") -> Check:
