@@ -61,12 +61,7 @@ class CurvatureStep:
             torch.autograd.grad(row.sum(), layer_outputs, retain_graph=k + 1 < len(rows))
             for k, row in enumerate(rows)
         ]
-        layers = {}
-        for i, (prefix, a, out) in enumerate(tape):
-            a = a.detach().expand(runs, *a.shape[1:]).reshape(runs, -1, a.shape[-1])
-            g = torch.cat([p[i].reshape(runs, -1, out.shape[-1]) for p in passes], dim=1)
-            layers[prefix] = (a, g)
-        return loss, grads, layers
+        return loss, grads, _layer_statistics(tape, passes, runs)
 
 
 def gauss_newton_pass(stack, x: Tensor) -> Jacobians | None:
@@ -101,9 +96,16 @@ def gauss_newton_pass(stack, x: Tensor) -> Jacobians | None:
     scale = len(rows) * n
     jacobian_sq = sum(r.pow(2).sum((1, 2)) for r in rows_x) / scale
     whitened = sum((r @ inputs.T).pow(2).sum((1, 2)) for r in rows_x) / (scale * n)
+    layers = _layer_statistics(tape, [p[1:] for p in passes], runs)
+    return Jacobians(layers, jacobian_sq, whitened)
+
+
+def _layer_statistics(tape: list, passes: list, runs: int) -> Layers:
+    """Each taped Linear's inputs a (R, N, in) and its output gradients from every backward
+    pass, stacked along the example axis (R, K·N, out), by the layer's prefix."""
     layers = {}
-    for i, (prefix, a, out) in enumerate(tape, start=1):
+    for i, (prefix, a, out) in enumerate(tape):
         a = a.detach().expand(runs, *a.shape[1:]).reshape(runs, -1, a.shape[-1])
         g = torch.cat([p[i].reshape(runs, -1, out.shape[-1]) for p in passes], dim=1)
         layers[prefix] = (a, g)
-    return Jacobians(layers, jacobian_sq, whitened)
+    return layers
