@@ -1,5 +1,5 @@
 """One numeric path per analysis: runs of one id computed along two paths (another torch,
-the fused kernel or the pure rule, compiled or eager, float32 or float64) agree only up to
+the fused kernel or the pure rule, compiled or eager) agree only up to
 float rounding, which the chaotic runs of this field amplify into different outcomes. So
 the statistics and verdicts of a store compare the runs of one path, the one that computed
 most of them, and say what they leave out.
@@ -7,8 +7,8 @@ most of them, and say what they leave out.
 A path is its machine part and, after " | ", the update (``engine.train.numeric_path``).
 Runs are compared by the machine part: on one machine the update follows from a run's
 config (AdamW with L2 decay takes the fused kernel where it agrees with the rule, L1 decay
-the pure rule), so cases that differ in it are still compared; one config computed by
-another torch, device or precision is not."""
+the pure rule), so cases that differ in it are still compared, as are cases that differ in
+their ``train.dtype``; one config computed by another torch or device is not."""
 
 from __future__ import annotations
 
@@ -37,9 +37,16 @@ class Compared:
         )
 
 
+CONFIG_DTYPES = ("float32", "float64")  # train.dtype: in the run's id, as its lr is
+
+
 def machine_part(path: str) -> str:
-    """A numeric path without its update: what the runs of one analysis must share."""
-    return path.split(" | ")[0]
+    """A numeric path without its update and without the dtype its config sets: what the
+    runs of one analysis must share. Cases that differ in ``train.dtype`` are different
+    configs, compared as cases that differ in their learning rate are (the theory suite's
+    float64 identities beside its float32 K-FAC runs)."""
+    parts = path.split(" | ")[0].split(", ")
+    return ", ".join(p for p in parts if p not in CONFIG_DTYPES)
 
 
 def compare_one_path(store: Store, experiments: Iterable[str] | None = None) -> Compared:
