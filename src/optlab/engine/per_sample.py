@@ -70,3 +70,16 @@ def per_sample_grads(
             for lo in range(0, x.shape[1], chunk)
         ]
     return {k: torch.cat([part[k] for part in parts], dim=1) for k in params}
+
+
+PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)
+
+
+def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params | None:
+    """The per-example gradients of the fixed batch (x, y) (1, N, ...) at the stack's current
+    weights, for the ``grad_stats`` probe; None where they are not defined (a BatchNorm)."""
+    try:
+        check_per_sample(stack.model)
+    except ValueError:
+        return None
+    return per_sample_grads(stack.model, stack.state, x, y, stack.task.loss)

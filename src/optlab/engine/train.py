@@ -28,6 +28,7 @@ from optlab.engine.data import Batches, task_tensors
 from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
+from optlab.engine.per_sample import PROBE_EXAMPLES, per_sample_pass
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
 from optlab.probes.outputs import OUTPUTS, output_sums
@@ -299,6 +300,7 @@ def train_group(
         task=task.arrays(),
         scalars_of=getattr(model, "scalars", None),
         gauss_newton=functools.partial(gauss_newton_pass, stack, eval_x[:PROBE_POINTS]),
+        per_sample=None if task.streams else per_sample_probe(stack, device),
     )
 
     def observe(step: int, final: bool = False) -> tuple[list, list]:
@@ -363,6 +365,14 @@ def train_group(
     loss = test.loss.tolist()[:own]
     acc = [None] * own if test.accuracy is None else test.accuracy.tolist()[:own]
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
+
+
+def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params | None]:
+    """The grad_stats probe's per-example gradients, on the first training examples."""
+    x, y = task_tensors(stack.task, "train", device, stack.dtype)
+    return functools.partial(
+        per_sample_pass, stack, x[None, :PROBE_EXAMPLES], y[None, :PROBE_EXAMPLES]
+    )
 
 
 def numeric_path(spec: RunSpec, device: torch.device) -> str:

@@ -86,6 +86,8 @@ class Observation:
     model_scalars: dict[str, Tensor] = field(default_factory=dict)  # the model's own, (R,) each
     # the engine's Gauss-Newton pass at the current weights, run when a probe calls it
     gauss_newton: Callable[[], Jacobians | None] | None = None
+    # the per-example gradients of a fixed training batch at the current weights, on call
+    per_sample: Callable[[], Params | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ examples; only its diagonal Σ_ii enters here, through tr Σ and Σ/B):
   gradient's variance, as Balles and Hennig (2018) read Adam.
 
 Each returns one value per run, (R,). A coordinate where v̂ − m̂² ≤ 0 or Σ_ii = 0 has no
-Gaussian: the KLs count it (``kl_invalid_share``) and floor its variance at the dtype's
-smallest normal number (``torch.finfo(dtype).tiny``), so one such coordinate makes the KL
-large instead of inf or nan; ``v_hat_tracks`` leaves it out.
+Gaussian: it is counted (``kl_invalid_share``) and left out of the KLs and ``v_hat_tracks``
+(a floor at the dtype's smallest number made the KL infinite: on digits a third of the first
+layer's weights see pixels that are 0 in every image, and their gradients are exactly 0).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from collections.abc import Mapping
 
 import torch
 from torch import Tensor
+
+from optlab.probes.base import Observation
 
 
 def flatten(tensors: Mapping[str, Tensor] | Tensor, lead: int) -> Tensor:
@@ -57,7 +59,7 @@ def snr(G: Tensor) -> Tensor:
 
 def _gaussians(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> tuple[Tensor, ...]:
     """μ1 = ḡ, σ1² = Σ_ii/B; μ2 = m̂, σ2² = v̂ − m̂²; and which coordinates have a variance
-    ≤ 0 (both variances floored at the dtype's tiny)."""
+    ≤ 0 (both variances floored at the dtype's tiny, so the masked terms stay finite)."""
     mu1, var1 = G.mean(1), G.var(1, correction=1) / G.shape[1]
     mu2, var2 = m_hat, v_hat - m_hat.pow(2)
     invalid = (var1 <= 0) | (var2 <= 0)
@@ -65,25 +67,28 @@ def _gaussians(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> tuple[Tensor, ...]:
     return mu1, var1.clamp_min(tiny), mu2, var2.clamp_min(tiny), invalid
 
 
-def _kl(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor) -> Tensor:
-    """KL(N(μ1, diag σ1²) ‖ N(μ2, diag σ2²)) = ½ Σ_i [σ1²/σ2² + (μ2 − μ1)²/σ2² − 1 + ln(σ2²/σ1²)]."""
-    return 0.5 * (var1 / var2 + (mu2 - mu1).pow(2) / var2 - 1 + (var2 / var1).log()).sum(-1)
+def _kl(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
+    """KL(N(μ1, diag σ1²) ‖ N(μ2, diag σ2²)) = ½ Σ_i [σ1²/σ2² + (μ2 − μ1)²/σ2² − 1 + ln(σ2²/σ1²)],
+    the sum over the coordinates not ``invalid``."""
+    terms = var1 / var2 + (mu2 - mu1).pow(2) / var2 - 1 + (var2 / var1).log()
+    return 0.5 * terms.masked_fill(invalid, 0.0).sum(-1)
 
 
 def kl_adam(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> Tensor:
-    """KL(N(ḡ, diag(Σ/B)) ‖ N(m̂, diag(v̂ − m̂²))): G (R, B, d), m̂ and v̂ (R, d)."""
-    mu1, var1, mu2, var2, _ = _gaussians(G, m_hat, v_hat)
-    return _kl(mu1, var1, mu2, var2)
+    """KL(N(ḡ, diag(Σ/B)) ‖ N(m̂, diag(v̂ − m̂²))) over the valid coordinates: G (R, B, d),
+    m̂ and v̂ (R, d)."""
+    mu1, var1, mu2, var2, invalid = _gaussians(G, m_hat, v_hat)
+    return _kl(mu1, var1, mu2, var2, invalid)
 
 
 def kl_adam_reverse(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     """KL(N(m̂, diag(v̂ − m̂²)) ‖ N(ḡ, diag(Σ/B))), the other direction of ``kl_adam``."""
-    mu1, var1, mu2, var2, _ = _gaussians(G, m_hat, v_hat)
-    return _kl(mu2, var2, mu1, var1)
+    mu1, var1, mu2, var2, invalid = _gaussians(G, m_hat, v_hat)
+    return _kl(mu2, var2, mu1, var1, invalid)
 
 
 def kl_invalid_share(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> Tensor:
-    """The share of coordinates where v̂ − m̂² ≤ 0 or Σ_ii = 0, whose variance the KLs floor."""
+    """The share of coordinates where v̂ − m̂² ≤ 0 or Σ_ii = 0, which the KLs leave out."""
     return _gaussians(G, m_hat, v_hat)[-1].to(G.dtype).mean(-1)
 
 
@@ -94,3 +99,62 @@ def v_hat_tracks(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     _, var1, _, var2, invalid = _gaussians(G, m_hat, v_hat)
     ratio = (var2 / var1).masked_fill(invalid, 0.0)
     return ratio.sum(-1) / (~invalid).sum(-1)
+
+
+def adam_moments(obs: Observation) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per tensor, Adam's bias-corrected m̂ = m_t/(1 − β1^t) and v̂ = v_t/(1 − β2^t) flattened
+    to (R, d); empty for rules without Adam's moments or before the first step."""
+    opt = obs.optimizer
+    if opt is None or opt.t == 0 or opt.torch_optimizer is not None:
+        return {}
+    out = {}
+    for name, s in opt.state.items():
+        hyper = opt.hyper_for(name)
+        if {"exp_avg", "exp_avg_sq"} <= set(s) and {"beta1", "beta2"} <= set(hyper):
+            t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
+            m = s["exp_avg"].flatten(1) / (1 - b1**t)[:, None]
+            v = s["exp_avg_sq"].flatten(1) / (1 - b2**t)[:, None]
+            out[name] = (m, v)
+    return out
+
+
+def grad_stats(obs: Observation) -> dict[str, Tensor]:
+    """The ``grad_stats`` probe: on the engine's fixed batch of training examples
+    (``Observation.per_sample``), per tensor (``<tensor>/…``) and over all parameters (bare
+    names), ``mean_sq``, ``trace_var``, ``noise_scale``, ``snr``, and where the optimizer keeps
+    Adam's moments ``kl_adam``, ``kl_adam_reverse``, ``kl_invalid_share``, ``v_hat_tracks``
+    and ``sqrt_v_norm``, ``sqrt_v_min``, ``sqrt_v_max`` (of √v̂); in float64. Nothing for a
+    model whose examples mix (BatchNorm) or a task that streams its points."""
+    grads = obs.per_sample() if obs.per_sample is not None else None
+    if not grads:
+        return {}
+    moments = adam_moments(obs)
+    tensors = {name: flatten(g, 2).double() for name, g in grads.items()}
+    groups = {f"{name}/": G for name, G in tensors.items()}
+    groups[""] = torch.cat(list(tensors.values()), dim=-1)
+    if moments and set(moments) == set(tensors):
+        joined = tuple(torch.cat([moments[n][i].double() for n in tensors], -1) for i in (0, 1))
+        pairs = {**{f"{n}/": tuple(x.double() for x in moments[n]) for n in tensors}, "": joined}
+    else:
+        pairs = {}
+    out = {}
+    for prefix, G in groups.items():
+        out |= {
+            f"{prefix}mean_sq": mean_sq(G),
+            f"{prefix}trace_var": trace_var(G),
+            f"{prefix}noise_scale": noise_scale(G),
+            f"{prefix}snr": snr(G),
+        }
+        if prefix in pairs:
+            m_hat, v_hat = pairs[prefix]
+            sqrt_v = v_hat.sqrt()
+            out |= {
+                f"{prefix}kl_adam": kl_adam(G, m_hat, v_hat),
+                f"{prefix}kl_adam_reverse": kl_adam_reverse(G, m_hat, v_hat),
+                f"{prefix}kl_invalid_share": kl_invalid_share(G, m_hat, v_hat),
+                f"{prefix}v_hat_tracks": v_hat_tracks(G, m_hat, v_hat),
+                f"{prefix}sqrt_v_norm": sqrt_v.norm(dim=-1),
+                f"{prefix}sqrt_v_min": sqrt_v.amin(-1),
+                f"{prefix}sqrt_v_max": sqrt_v.amax(-1),
+            }
+    return out

@@ -29,9 +29,11 @@ class Recorder:
         task: dict[str, Tensor] | None = None,
         scalars_of=None,
         gauss_newton=None,
+        per_sample=None,
     ) -> None:
         """``scalars_of``: the model's own named scalars of its parameters, if it has any;
-        ``gauss_newton``: the engine's Gauss-Newton pass on a fixed batch (``Observation``)."""
+        ``gauss_newton``, ``per_sample``: the engine's Gauss-Newton pass and per-example
+        gradients on fixed batches (``Observation``)."""
         self.probes = [PROBES[name] for name in spec.record]
         needs = frozenset().union(*(p.needs for p in self.probes))
         self.run_ids = list(run_ids)
@@ -39,7 +41,7 @@ class Recorder:
         self.eval_every, self.array_every = eval_every, spec.array_every
         self.scale_invariant, self.task = scale_invariant, task or {}
         self.scalars_of = scalars_of if "scalars" in spec.record else None
-        self.gauss_newton = gauss_newton
+        self.gauss_newton, self.per_sample = gauss_newton, per_sample
         self.init = {k: p.detach().clone() for k, p in params.items()} if "init" in needs else None
         self.wants_update = "update" in needs
         self.wants_predictions = "predictions" in needs
@@ -73,6 +75,7 @@ class Recorder:
             task=self.task,
             model_scalars=self.scalars_of(params) if self.scalars_of else {},
             gauss_newton=self.gauss_newton,
+            per_sample=self.per_sample,
         )
         keys, values, arrays = [], [], []
         for probe in self.probes:
