@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from optlab.probes.base import Observation
+from optlab.probes.optimizer import adam_moments
 
 
 def flatten(tensors: Mapping[str, Tensor] | Tensor, lead: int) -> Tensor:
@@ -99,23 +100,6 @@ def v_hat_tracks(G: Tensor, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     _, var1, _, var2, invalid = _gaussians(G, m_hat, v_hat)
     ratio = (var2 / var1).masked_fill(invalid, 0.0)
     return ratio.sum(-1) / (~invalid).sum(-1)
-
-
-def adam_moments(obs: Observation) -> dict[str, tuple[Tensor, Tensor]]:
-    """Per tensor, Adam's bias-corrected m̂ = m_t/(1 − β1^t) and v̂ = v_t/(1 − β2^t) flattened
-    to (R, d); empty for rules without Adam's moments or before the first step."""
-    opt = obs.optimizer
-    if opt is None or opt.t == 0 or opt.torch_optimizer is not None:
-        return {}
-    out = {}
-    for name, s in opt.state.items():
-        hyper = opt.hyper_for(name)
-        if {"exp_avg", "exp_avg_sq"} <= set(s) and {"beta1", "beta2"} <= set(hyper):
-            t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
-            m = s["exp_avg"].flatten(1) / (1 - b1**t)[:, None]
-            v = s["exp_avg_sq"].flatten(1) / (1 - b2**t)[:, None]
-            out[name] = (m, v)
-    return out
 
 
 def grad_stats(obs: Observation) -> dict[str, Tensor]:

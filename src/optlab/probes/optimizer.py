@@ -12,21 +12,30 @@ from optlab.probes.base import Observation, Params, Update
 from optlab.stacking import flat_runs
 
 
-def moments(obs: Observation) -> dict[str, Tensor]:
-    """min / median / max of √v̂ and ‖m̂‖ per tensor, with m̂ = m_t/(1−β1^t) and
-    v̂ = v_t/(1−β2^t): the preconditioner and the momentum Adam-family rules step with.
-    Rules without Adam moments (SGD, RMSprop, import paths) record nothing."""
+def adam_moments(obs: Observation) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per tensor, Adam's bias-corrected m̂ = m_t/(1 − β1^t) and v̂ = v_t/(1 − β2^t) flattened
+    to (R, d); empty for rules without Adam's moments or before the first step."""
     opt = obs.optimizer
     if opt is None or opt.t == 0 or opt.torch_optimizer is not None:
         return {}
     out = {}
     for name, s in opt.state.items():
         hyper = opt.hyper_for(name)
-        if not {"exp_avg", "exp_avg_sq"} <= set(s) or not {"beta1", "beta2"} <= set(hyper):
-            continue
-        t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
-        m_hat = flat_runs(s["exp_avg"]) / (1 - b1**t)[:, None]
-        sqrt_v_hat = (flat_runs(s["exp_avg_sq"]) / (1 - b2**t)[:, None]).sqrt()
+        if {"exp_avg", "exp_avg_sq"} <= set(s) and {"beta1", "beta2"} <= set(hyper):
+            t, b1, b2 = opt.t, hyper["beta1"], hyper["beta2"]
+            m = flat_runs(s["exp_avg"]) / (1 - b1**t)[:, None]
+            v = flat_runs(s["exp_avg_sq"]) / (1 - b2**t)[:, None]
+            out[name] = (m, v)
+    return out
+
+
+def moments(obs: Observation) -> dict[str, Tensor]:
+    """min / median / max of √v̂ and ‖m̂‖ per tensor (``adam_moments``): the preconditioner
+    and the momentum Adam-family rules step with. Rules without Adam moments (SGD, RMSprop,
+    import paths) record nothing."""
+    out = {}
+    for name, (m_hat, v_hat) in adam_moments(obs).items():
+        sqrt_v_hat = v_hat.sqrt()
         out[f"{name}/sqrt_v_hat_min"] = sqrt_v_hat.amin(1)
         out[f"{name}/sqrt_v_hat_median"] = sqrt_v_hat.median(1).values
         out[f"{name}/sqrt_v_hat_max"] = sqrt_v_hat.amax(1)
