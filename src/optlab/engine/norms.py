@@ -58,12 +58,14 @@ class NormControl:
     """The projection and grafting of one stack: the real runs first, then their shadow
     partners, in the order ``shadows`` gives."""
 
-    def __init__(self, specs: Sequence[RunSpec], names: Sequence[str]) -> None:
+    def __init__(
+        self, specs: Sequence[RunSpec], names: Sequence[str], device: torch.device | str = "cpu"
+    ) -> None:
         self.names = tuple(names)
         self.project = specs[0].train.project == "unit_norm"  # shared by a group
         grafted = [i for i, s in enumerate(specs) if s.train.graft_norms]
-        self.grafted = torch.tensor(grafted, dtype=torch.long)
-        self.partners = torch.arange(len(specs), len(specs) + len(grafted))
+        self.grafted = torch.tensor(grafted, dtype=torch.long, device=device)
+        self.partners = torch.arange(len(specs), len(specs) + len(grafted), device=device)
 
     @property
     def active(self) -> bool:
@@ -77,5 +79,5 @@ class NormControl:
             if self.project:
                 w.div_(_norms(w))
             if len(self.grafted):
-                g, p = self.grafted.to(w.device), self.partners.to(w.device)
+                g, p = self.grafted, self.partners
                 w[g] = w[g] * (_norms(w[p]) / _norms(w[g]))

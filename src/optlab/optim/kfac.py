@@ -228,7 +228,8 @@ def kfac_tree(
         if name in layers:
             bias = layers[name] if layers[name] in params else None
             s = refresh_inverses(s, step, h["damping"], h["inverse_every"])
-            s.setdefault("momentum_buffer", torch.zeros_like(_join(p, params.get(bias))))
+            if "momentum_buffer" not in s:  # the first step: [W b] joined once, not every step
+                s["momentum_buffer"] = torch.zeros_like(_join(p, params.get(bias)))
             w, b, s = kfac(
                 p,
                 params.get(bias),
