@@ -660,6 +660,7 @@ def bench(
             f"{name}: " + ", ".join(f"R={n} {v:,.0f}" for n, v in rates.items()) + " run·steps/s"
             f"{compiled}; one eval of {result['eval_points']:,} points costs "
             f"{r['eval_ms_per_run_r1']:.1f} ms per run at R=1, {r['eval_ms_per_run_r32']:.1f} at R=32"
+            f" ({r['eval_vs_training']:.2f}× the {result['eval_every']} training steps it reports on)"
         )
     modules = Table(
         "nn.Module case", "optlab R=1", "plain loop", "vs plain", "R=8", "R=8 vs plain", "% of peak"

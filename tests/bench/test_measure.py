@@ -63,6 +63,8 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         assert case["speedup_r32"] == r32 / r1
         assert case["stacked_vs_plain_loop"] == r32 / case["plain_loop_steps_per_s"]
         assert case["vs_plain_loop"] == r1 / case["plain_loop_steps_per_s"]
+        per_cadence = out["eval_every"] * 1000 / r1  # ms of training per eval at R = 1
+        assert case["eval_vs_training"] == case["eval_ms_per_run_r1"] / per_cadence
     for name in ("final", "centers", "plus_minus"):
         assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
         assert out[name]["vs_plain_loop"] > 0
