@@ -695,6 +695,16 @@ def bench(
         f"{k['adamw_steps_per_s']:,.0f}: a step costs {k['step_cost_vs_adamw']:.2f}× AdamW's "
         f"({k['gauss_newton_step_cost_vs_adamw']:.2f}× with Gauss-Newton)"
     )
+    cases = {f"{name}_bf16": result[f"{name}_bf16"] for name in ("final", "charlm")}
+    forced = "" if result["native_bf16"] else ", forced: emulated"
+    console.print(
+        f"bf16 ({result['bf16_support']}{forced}): "
+        + ", ".join(
+            f"{name} {r['bf16_steps_per_s']:,.2f} steps/s against fp32's "
+            f"{r['fp32_steps_per_s']:,.2f}, speedup {r['speedup_vs_fp32']:.2f}×"
+            for name, r in cases.items()
+        )
+    )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]
         console.print(
