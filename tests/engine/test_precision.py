@@ -122,16 +122,28 @@ def test_kfacs_curvature_statistics_stay_float32_in_bf16():
     assert layers and all(a.dtype == g.dtype == torch.float32 for a, g in layers.values())
 
 
-def test_native_bf16_is_amx_or_avx512_bf16_on_x86(monkeypatch):
-    cpu = torch.device("cpu")
-    for capabilities, native in (
-        ({"avx2": True, "avx512_f": True}, False),
-        ({"avx512_bf16": True}, True),
-        ({"amx_bf16": True, "amx_tile": True}, True),
+def test_native_bf16_is_amx_or_avx512_bf16_or_arms_bf16(monkeypatch):
+    """What torch.cpu.get_capabilities reports decides, and the bench and the refusal say
+    which feature it found or what the CPU lacks."""
+    cpu, name = torch.device("cpu"), precision.cpu_name()
+    for capabilities, native, words in (
+        (
+            {"architecture": "x86_64", "avx2": True, "avx512_f": True},
+            False,
+            "no AMX, no AVX512-BF16",
+        ),
+        ({"architecture": "x86_64", "avx512_bf16": True}, True, "native bf16 (avx512_bf16)"),
+        (
+            {"architecture": "x86_64", "amx_bf16": True, "amx_tile": True},
+            True,
+            "native bf16 (amx_bf16)",
+        ),
+        ({"architecture": "aarch64", "bf16": True}, True, "native bf16 (bf16)"),
+        ({"architecture": "aarch64"}, False, "no BF16 extension"),
     ):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda c=capabilities: c)
         assert precision.native_bf16(cpu) is native
-        assert ("native bf16" in precision.bf16_support(cpu)) is native
+        assert precision.bf16_support(cpu) == f"{name}: {words}"
 
 
 def test_bf16_without_native_support_is_refused_unless_forced(monkeypatch):

@@ -57,8 +57,9 @@ def bf16_support(device: torch.device) -> str:
         return f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}: {native}"
     capabilities = torch.cpu.get_capabilities()
     found = [name for name in NATIVE_BF16_CPU if capabilities.get(name, False)]
-    native = f"native bf16 ({', '.join(found)})" if found else "no AMX, no AVX512-BF16"
-    return f"{cpu_name()}: {native}"
+    x86 = capabilities.get("architecture") == "x86_64"
+    lacking = "no AMX, no AVX512-BF16" if x86 else "no BF16 extension"
+    return f"{cpu_name()}: " + (f"native bf16 ({', '.join(found)})" if found else lacking)
 
 
 def check_precision(spec: RunSpec, device: torch.device) -> None:
