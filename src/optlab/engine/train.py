@@ -185,7 +185,7 @@ class Stack:
     params: Params  # trained, ready for autograd
     buffers: Params  # per-run state the forward updates itself (BatchNorm's running statistics)
     dtype: torch.dtype
-    precision: str = "fp32"  # train.precision: bf16 autocasts the forward's matmuls
+    precision: str  # train.precision: bf16 autocasts the forward's matmuls
 
     @property
     def state(self) -> Params:
