@@ -595,7 +595,7 @@ def print_cells(experiment: str, table) -> None:
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="shorter runs, under a minute")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="shorter runs, a minute or two")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
     sweep: Annotated[
         bool,
@@ -696,6 +696,14 @@ def bench(
         f"{k['adamw_steps_per_s']:,.0f}: a step costs {k['step_cost_vs_adamw']:.2f}× AdamW's "
         f"({k['gauss_newton_step_cost_vs_adamw']:.2f}× with Gauss-Newton)"
     )
+    forced = "" if result["native_bf16"] else " (forced: emulated)"
+    console.print(f"bf16 on {result['bf16_support']}{forced}:")
+    for name in ("final_bf16", "charlm_bf16"):
+        r = result[name]
+        console.print(
+            f"  {name}: {r['bf16_steps_per_s']:,.2f} steps/s against fp32's "
+            f"{r['fp32_steps_per_s']:,.2f}, speedup_vs_fp32 {r['speedup_vs_fp32']:.2f}×"
+        )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]
         console.print(
