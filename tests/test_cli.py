@@ -133,6 +133,10 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
             "train.batch_lr: 'hold' is not allowed: the batch never grows",
         ),
         (
+            ["run", "digits", *CONTROL, "--set", "model.kwargs.normalization=batchnorm"],
+            "BatchNorm normalizes by the batch's statistics, so per-example gradients are not",
+        ),
+        (
             ["run", "ladder", *CONTROL],
             "train.batch_controller: 'norm_test' is not allowed: needs train.data 'dataset'",
         ),

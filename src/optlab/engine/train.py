@@ -29,7 +29,7 @@ from optlab.engine.data import Batches, task_tensors
 from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
-from optlab.engine.per_sample import PROBE_EXAMPLES, per_sample_pass
+from optlab.engine.per_sample import PROBE_EXAMPLES, check_per_sample, per_sample_pass
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
 from optlab.probes.outputs import OUTPUTS, output_sums
@@ -71,7 +71,8 @@ def task_for(spec: RunSpec) -> Task:
 
 def check_buildable(specs: Sequence[RunSpec]) -> None:
     """Build each distinct task and model of ``specs`` once, so that a factory that fails, a
-    model that cannot serve its task or a text that is not the catalog's stops a sweep before
+    model that cannot serve its task, a batch controller on a model without per-example
+    gradients (BatchNorm) or a text that is not the catalog's stops a sweep before
     anything is written (a ``ValueError`` with one line). The voronoi task with a
     hand-written model always builds and is not drawn here (drawing it can take seconds)."""
     seen = set()
@@ -85,6 +86,8 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
         model = build_model(spec.model, task_for(spec))
         if spec.model.name not in MODELS:
             _check_kfac(spec, model)
+        if spec.train.batch_controller != "none":
+            check_per_sample(model)  # the controller's tests need per-example gradients
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
