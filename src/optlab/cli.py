@@ -644,15 +644,16 @@ def print_budgets(experiment: str, table) -> None:
     if "optimizer.name" not in grid:
         return
     wide = by_rule(table)
-    out = Table(*(str(c) for c in wide.columns))
-    for r in wide.itertuples(index=False):
-        out.add_row(
-            f"{r[0]:.0f}",
-            *(
-                _fmt(v, ".3g" if "snr" in c else "+.4f" if "−" in c else ".4f")
-                for c, v in zip(wide.columns[1:], r[1:], strict=True)
-            ),
-        )
+    shown = [c for c in wide.columns if not c.endswith((" lo", " hi"))]
+    out = Table(*(f"{c} [95% CI]" if "−" in c else c for c in shown))
+    for r in wide.to_dict("records"):
+        cells = [f"{r['batch']:.0f}"]
+        for c in shown[1:]:
+            if "−" in c:
+                cells.append(f"{r[c]:+.4f} [{r[f'{c} lo']:+.4f}, {r[f'{c} hi']:+.4f}]")
+            else:
+                cells.append(_fmt(r[c], ".3g" if "snr" in c else ".4f"))
+        out.add_row(*cells)
     console.print(f"[bold]{experiment}[/bold]: test accuracy and snr by rule and batch")
     console.print(out)
 

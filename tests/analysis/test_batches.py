@@ -87,14 +87,24 @@ def test_snr_at_the_run_s_batch_is_the_batch_over_the_noise_scale(table):
 
 
 def test_by_rule_puts_each_rule_beside_adam_per_batch():
+    """Gaps paired over seeds: at B = 32 signSGD trails by 0.2, 0.1, 0.3 (mean −0.2, sd 0.1,
+    t interval ±t(0.975, 2)·0.1/√3 = ±0.2484); at 4096 by 0.01 at every seed (sd 0)."""
     table = pd.DataFrame(
         {
             "batch": [32.0, 32.0, 4096.0, 4096.0],
             "optimizer.name": ["signsgd", "adam", "signsgd", "adam"],
             "test_accuracy": [0.6, 0.8, 0.75, 0.76],
+            "test_accuracy_by_seed": [
+                {0: 0.6, 1: 0.7, 2: 0.5},
+                {0: 0.8, 1: 0.8, 2: 0.8},
+                {0: 0.75, 1: 0.75, 2: 0.75},
+                {0: 0.76, 1: 0.76, 2: 0.76},
+            ],
             "snr": [0.1, 0.1, 12.0, 12.0],
         }
     )
     wide = by_rule(table).set_index("batch")
     assert wide["signsgd − adam"].tolist() == pytest.approx([-0.2, -0.01])
+    assert wide.loc[32.0, "signsgd − adam lo"] == pytest.approx(-0.2 - 0.2484, abs=1e-4)
+    assert wide.loc[32.0, "signsgd − adam hi"] == pytest.approx(-0.2 + 0.2484, abs=1e-4)
     assert wide["adam acc"].tolist() == [0.8, 0.76] and wide["signsgd snr"].tolist() == [0.1, 12.0]

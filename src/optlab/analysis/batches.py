@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from optlab.analysis.cells import axes, tuned_runs
-from optlab.analysis.stats import summarize
+from optlab.analysis.stats import compare, summarize
 from optlab.store import Store
 
 BATCH, GRAD_STATS = "batch", "grad_stats"
@@ -113,6 +113,7 @@ def budget_table(store: Store, experiment: str) -> pd.DataFrame:
         for metric in ("test_accuracy", "eval_accuracy_at_budget"):
             s = summarize(group[metric].to_numpy(float))
             row.update({metric: s.mean, f"{metric}_lo": s.lo, f"{metric}_hi": s.hi})
+        row["test_accuracy_by_seed"] = group.set_index("train.seed")["test_accuracy"].to_dict()
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -126,17 +127,24 @@ def _at_budget(curve: tuple[np.ndarray, np.ndarray, np.ndarray], budget: float) 
 def by_rule(table: pd.DataFrame, reference: str = "adam") -> pd.DataFrame:
     """``budget_table`` of an experiment whose grid is ``optimizer.name`` and whose cases are
     batch sizes, one row per batch: each rule's test accuracy and snr, and each other rule's
-    gap to ``reference`` (its accuracy minus the reference's)."""
-    wide = table.pivot_table(
-        index="batch", columns="optimizer.name", values=["test_accuracy", "snr"]
-    )
-    out = pd.DataFrame(index=wide.index)
-    for rule in wide["test_accuracy"].columns:
-        out[f"{rule} acc"] = wide["test_accuracy"][rule]
-        if rule != reference and reference in wide["test_accuracy"]:
-            out[f"{rule} − {reference}"] = (
-                wide["test_accuracy"][rule] - wide["test_accuracy"][reference]
+    gap to ``reference``, its accuracy minus the reference's, paired over the seeds both
+    have (``stats.compare``), with its 95% t interval (``… lo``, ``… hi``)."""
+    out = []
+    for batch, group in table.groupby("batch", sort=True):
+        cells = group.set_index("optimizer.name")
+        row: dict = {"batch": batch}
+        for rule, cell in cells.iterrows():
+            row[f"{rule} acc"] = cell["test_accuracy"]
+        for rule, cell in cells.iterrows():
+            if rule == reference or reference not in cells.index:
+                continue
+            e = compare(
+                pd.Series(cell["test_accuracy_by_seed"]),
+                pd.Series(cells.loc[reference, "test_accuracy_by_seed"]),
             )
-    for rule in wide["snr"].columns:
-        out[f"{rule} snr"] = wide["snr"][rule]
-    return out.reset_index()
+            gap = f"{rule} − {reference}"
+            row.update({gap: e.mean, f"{gap} lo": e.lo, f"{gap} hi": e.hi})
+        for rule, cell in cells.iterrows():
+            row[f"{rule} snr"] = cell["snr"]
+        out.append(row)
+    return pd.DataFrame(out)
