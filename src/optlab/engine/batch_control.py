@@ -10,7 +10,7 @@ batch size … and controls how large the variance is", with the tests it names:
   methods for machine learning"): grow when Var_B/B > θ²‖ḡ‖², Var_B = Σ_i ‖g_i − ḡ‖²/(B − 1),
   the examples' variance summed over coordinates (tr Σ);
 - the inner-product test (Bollapragada, Byrd and Nocedal 2018, "Adaptive sampling strategies
-  for stochastic optimization", eq. 3.9, their θ written ν here): grow when
+  for stochastic optimization", their θ written ν here): grow when
   Var_B(g_iᵀḡ)/B > ν²‖ḡ‖⁴, Var_B(g_iᵀḡ) = Σ_i (g_iᵀḡ − ‖ḡ‖²)²/(B − 1); it asks only that
   −ḡ be a descent direction often enough, so it grows the batch later than the norm test.
 
@@ -23,6 +23,7 @@ et al. 2017) keeps η/B fixed; with ``hold`` it stays η.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -30,6 +31,9 @@ from torch import Tensor
 from optlab.config import RunSpec
 from optlab.engine.per_sample import per_sample_grads
 from optlab.models.base import Params
+
+if TYPE_CHECKING:  # the training loop imports this module
+    from optlab.engine.train import Stack
 
 # per-example gradients held at once while a test's sums are taken: R × chunk × d floats
 # (16M: 64 MB in float32, beside a float64 copy of a chunk's deviations)
@@ -98,7 +102,7 @@ class BatchControl:
     def check(
         self,
         step: int,
-        stack,
+        stack: Stack,
         x: Tensor,
         y: Tensor,
         mask: Tensor | None,
@@ -106,8 +110,8 @@ class BatchControl:
     ) -> list[float] | None:
         """Test each run after step ``step`` on the batch (x, y, mask) its gradients ``grads``
         (of the stack's parameters, each run's the mean over its own batch) were taken on, at
-        the same weights; grow the runs whose test fails. Returns each run's η factor B/B_0 where it
-        changed and η follows the batch, else None."""
+        the same weights; grow the runs whose test fails. Returns each run's η factor B/B_0
+        where a batch changed and η follows it, else None."""
         runs = len(self.sizes)
         g_bar = torch.cat([g.detach().reshape(runs, -1) for g in grads], -1).double()
         counts = torch.tensor(self.sizes, dtype=torch.float64, device=g_bar.device)
@@ -149,7 +153,9 @@ class BatchControl:
         return rows
 
 
-def _sums(stack, x: Tensor, y: Tensor, mask: Tensor | None, g_bar: Tensor) -> tuple[Tensor, Tensor]:
+def _sums(
+    stack: Stack, x: Tensor, y: Tensor, mask: Tensor | None, g_bar: Tensor
+) -> tuple[Tensor, Tensor]:
     """``deviation_sums`` over a whole batch, its per-example gradients taken a chunk at a
     time (``CHECK_ELEMENTS``)."""
     runs, d = g_bar.shape
