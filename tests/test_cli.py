@@ -13,13 +13,17 @@ from optlab.store import Store
 runner = CliRunner()
 TINY = ["--set", "train.steps=40", "--set", "task.n_eval=100", "--set", "task.n_test=100"]
 RMSPROP = ["run", "ladder", "--set", "optimizer.name=torch.optim.RMSprop"]
+CONTROL = ["--set", "train.batch_controller=norm_test", "--set", "train.batch_theta=0.5"]
 HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"]
 
 
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["run", "nope"], "catalog: charlm, digits, final, kfac_mechanisms, ladder, mg_toy"),
+        (
+            ["run", "nope"],
+            "catalog: adaptive_batch, charlm, digits, final, kfac_mechanisms, ladder",
+        ),
         (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
         (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
         (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
@@ -44,7 +48,10 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         (["report"], "--store"),
         (["export", "tensorboard"], "--store"),
         (["run", "ladder", "--workers", "0"], "--workers: 0"),
-        (["reproduce", "nope"], "catalog: charlm, digits, final, kfac_mechanisms, ladder, mg_toy"),
+        (
+            ["reproduce", "nope"],
+            "catalog: adaptive_batch, charlm, digits, final, kfac_mechanisms, ladder",
+        ),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
         (["run", "ladder", "--max-memory", "lots"], "--max-memory: 'lots'"),
@@ -88,6 +95,50 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         (
             ["run", "optimization", "--set", "model.hidden_dim=10000000", "--max-memory", "1G"],
             "model.hidden_dim: 10,000,000 (centers) at train.batch_size 32: one run needs ~15 GB",
+        ),
+        (
+            ["run", "digits", "--set", "train.batch_controller=sizes"],
+            "train.batch_controller: 'sizes' is not allowed: Input should be 'none', "
+            "'norm_test' or 'inner_product'",
+        ),
+        (
+            ["run", "digits", "--set", "train.batch_controller=norm_test"],
+            "train.batch_theta: None is not allowed: batch_controller 'norm_test' needs its "
+            "threshold",
+        ),
+        (
+            ["run", "digits", *CONTROL, "--set", "train.batch_nu=2"],
+            "train.batch_nu: 2.0 is not allowed: only batch_controller 'inner_product' reads it, "
+            "not 'norm_test'",
+        ),
+        (
+            ["run", "digits", *CONTROL, "--set", "train.batch_max=8"],
+            "train.batch_max: 8 is not allowed: below batch_size 128",
+        ),
+        (
+            ["run", "digits", *CONTROL, "--set", "train.batch_factor=1"],
+            "train.batch_factor: 1 is not allowed: a controller grows by 2 or more",
+        ),
+        (
+            ["run", "digits", *CONTROL, "--set", "train.batch_milestones=[100]"],
+            "train.batch_milestones: [100.0] is not allowed: batch_controller 'norm_test' sets "
+            "the batch",
+        ),
+        (
+            ["run", "digits", "--set", "train.batch_every=5"],
+            "train.batch_every: 5 is not allowed: only a batch_controller reads it",
+        ),
+        (
+            ["run", "digits", "--set", "train.batch_lr=hold"],
+            "train.batch_lr: 'hold' is not allowed: the batch never grows",
+        ),
+        (
+            ["run", "digits", *CONTROL, "--set", "model.kwargs.normalization=batchnorm"],
+            "BatchNorm normalizes by the batch's statistics, so per-example gradients are not",
+        ),
+        (
+            ["run", "ladder", *CONTROL],
+            "train.batch_controller: 'norm_test' is not allowed: needs train.data 'dataset'",
         ),
         (
             ["run", "mg_toy", "--set", "task.samples=10000000"],  # beyond any machine

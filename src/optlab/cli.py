@@ -502,6 +502,7 @@ def reproduce(
     """Train what is missing, then print each cell over seeds and a verdict per claim, from
     the runs of one numeric path (the one most were computed along; others are named)."""
     from optlab.analysis import convergence
+    from optlab.analysis.batches import budget_table, varies_batch
     from optlab.analysis.cells import cells
     from optlab.analysis.claims import judge, method_note
     from optlab.analysis.paths import compare_one_path
@@ -515,6 +516,9 @@ def reproduce(
     db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
+    budgets = {
+        spec.name: budget_table(db, spec.name) for spec in specs if varies_batch(db.runs(spec.name))
+    }
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})
     db.close()
     if as_json:
@@ -522,6 +526,7 @@ def reproduce(
             json.dumps(
                 {
                     "cells": {k: t.to_dict("records") for k, t in tables.items()},
+                    "budgets": {k: t.to_dict("records") for k, t in budgets.items()},
                     "verdicts": [
                         {
                             "id": v.id,
@@ -549,6 +554,8 @@ def reproduce(
         console.print(f"[yellow]{compared.note()}[/yellow]")
     for name, table in tables.items():
         print_cells(name, table)
+        if name in budgets:
+            print_budgets(name, budgets[name])
     if not verdicts:
         return
     out = Table(
@@ -591,6 +598,68 @@ def print_cells(experiment: str, table) -> None:
             f"Δ: test accuracy minus the baseline's; p: paired t over shared seeds (else Welch), Holm over the "
             f"{int(table['comparisons'].iloc[0])} comparisons of this experiment."
         )
+
+
+def print_budgets(experiment: str, table) -> None:
+    """An experiment whose batches differ, at equal steps and at equal samples seen
+    (``analysis.batches``); by rule and batch where its grid is the optimizer."""
+    from optlab.analysis.batches import by_rule
+
+    if table.empty:
+        return
+    grid = [c for c in table.columns if c.startswith(("model.", "optimizer.", "train."))]
+    snr = table["snr"].notna().any()
+    out = Table(
+        "case",
+        *grid,
+        "seeds",
+        "batch (end)",
+        "samples (end)",
+        "test acc after the last step [95% CI]",
+        "S*",
+        "step at S*",
+        "eval acc at S* [95% CI]",
+        *(["snr at B"] if snr else []),
+    )
+    for r in table.to_dict("records"):
+        out.add_row(
+            r["case"],
+            *(str(r[c]) for c in grid),
+            str(r["seeds"]),
+            f"{r['batch']:.0f}",
+            f"{r['samples']:,.0f}",
+            _with_ci(r, "test_accuracy"),
+            f"{r['budget']:,.0f}",
+            f"{r['steps_at_budget']:.0f}",
+            _with_ci(r, "eval_accuracy_at_budget"),
+            *([_fmt(r["snr"], ".3g")] if snr else []),
+        )
+    console.print(f"[bold]{experiment}[/bold]: equal steps and equal samples seen")
+    console.print(out)
+    console.print(
+        "S*: the fewest samples any run of the same grid point saw; eval accuracy there is "
+        "linear in samples between evaluations (test is read after the last step only)"
+        + ("; snr at B = B/B_simple, at the last evaluation." if snr else ".")
+    )
+    if "optimizer.name" not in grid:
+        return
+    wide = by_rule(table)
+    shown = [c for c in wide.columns if not c.endswith((" lo", " hi"))]
+    out = Table(*(f"{c} [95% CI]" if "−" in c else c for c in shown))
+    for r in wide.to_dict("records"):
+        cells = [f"{r['batch']:.0f}"]
+        for c in shown[1:]:
+            if "−" in c:
+                cells.append(f"{r[c]:+.4f} [{r[f'{c} lo']:+.4f}, {r[f'{c} hi']:+.4f}]")
+            else:
+                cells.append(_fmt(r[c], ".3g" if "snr" in c else ".4f"))
+        out.add_row(*cells)
+    console.print(f"[bold]{experiment}[/bold]: test accuracy and snr by rule and batch")
+    console.print(out)
+
+
+def _with_ci(r: dict, key: str) -> str:
+    return f"{r[key]:.4f} [{r[f'{key}_lo']:.4f}, {r[f'{key}_hi']:.4f}]"
 
 
 @app.command()

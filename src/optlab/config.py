@@ -474,7 +474,33 @@ class TrainSpec(_Strict):
         default_factory=list,
         description="steps after which the batch grows (η/B kept fixed); < 1: a fraction of steps",
     )
-    batch_factor: int = Field(2, ge=1, description="the batch's growth at each milestone")
+    batch_factor: int = Field(
+        2,
+        ge=1,
+        description="the batch's growth at each milestone, or when the controller's test fails",
+    )
+    batch_controller: Literal["none", "norm_test", "inner_product"] = Field(
+        "none",
+        description="grow each run's batch when a variance test on its own batch fails "
+        "(optlab.engine.batch_control): norm_test (Byrd et al. 2012, θ) or inner_product "
+        "(Bollapragada et al. 2018, ν); needs a fixed training set (data 'dataset')",
+    )
+    batch_theta: float | None = Field(
+        None, gt=0, description="norm_test: θ; the batch grows when tr Σ/B > θ²‖ḡ‖²"
+    )
+    batch_nu: float | None = Field(
+        None, gt=0, description="inner_product: ν; the batch grows when Var(g_iᵀḡ)/B > ν²‖ḡ‖⁴"
+    )
+    batch_max: int | None = Field(
+        None, ge=1, description="the controller's largest batch; None: the training set's size"
+    )
+    batch_every: int | None = Field(
+        None, ge=1, description="steps between the controller's tests; None: eval_every"
+    )
+    batch_lr: Literal["scale", "hold"] = Field(
+        "scale",
+        description="when the batch grows: scale η by B_t/B_0 (AdaBatch keeps η/B fixed) or hold it",
+    )
     data: Literal["stream", "dataset"] | None = Field(
         None, description="None: stream where the task draws fresh points (voronoi), else dataset"
     )
@@ -534,6 +560,45 @@ class TrainSpec(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _one_batch_policy(self) -> TrainSpec:
+        """A fixed batch, a schedule (milestones) or a controller; each controller reads its
+        own threshold, and no setting is left that nothing reads."""
+        control = self.batch_controller
+        own = {"norm_test": "batch_theta", "inner_product": "batch_nu"}
+        for kind, field in own.items():
+            value = getattr(self, field)
+            if control == kind and value is None:
+                raise OptionError(field, None, f"batch_controller {kind!r} needs its threshold")
+            if control != kind and value is not None:
+                raise OptionError(
+                    field, value, f"only batch_controller {kind!r} reads it, not {control!r}"
+                )
+        for field in ("batch_max", "batch_every"):
+            if control == "none" and getattr(self, field) is not None:
+                raise OptionError(
+                    field, getattr(self, field), "only a batch_controller reads it (none is set)"
+                )
+        if control != "none" and self.batch_milestones:
+            raise OptionError(
+                "batch_milestones",
+                self.batch_milestones,
+                f"batch_controller {control!r} sets the batch; milestones are a fixed schedule",
+            )
+        if control != "none" and self.batch_size < 2:
+            raise OptionError(
+                "batch_size", self.batch_size, "a controller's tests need a variance: 2 or more"
+            )
+        if control != "none" and self.batch_factor < 2:
+            raise OptionError("batch_factor", self.batch_factor, "a controller grows by 2 or more")
+        if self.batch_max is not None and self.batch_max < self.batch_size:
+            raise OptionError("batch_max", self.batch_max, f"below batch_size {self.batch_size}")
+        if self.batch_lr != "scale" and control == "none" and not self.batch_milestones:
+            raise OptionError(
+                "batch_lr", self.batch_lr, "the batch never grows (no milestones, no controller)"
+            )
+        return self
+
     @property
     def batch_sizes(self) -> list[int]:
         """B_t for t = 1..steps (``optlab.optim.schedules.batch_sizes``)."""
@@ -585,6 +650,24 @@ class RunSpec(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _controller_needs(self) -> RunSpec:
+        """A batch controller draws each run's batch from its own pass over a fixed training
+        set, and steps an optimizer that takes one batch per run (not K-FAC's curvature)."""
+        control = self.train.batch_controller
+        if control != "none" and self.train.data != "dataset":
+            raise OptionError(
+                "train.batch_controller",
+                control,
+                "needs train.data 'dataset' (stream mode draws Σ B_t points before training, "
+                "and a controller's B_t are not known then)",
+            )
+        if control != "none" and self.optimizer.name == "kfac":
+            raise OptionError(
+                "train.batch_controller", control, "kfac's curvature step takes one batch per stack"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _graft_partner(self) -> RunSpec:
         """``train.graft_norms`` must name optimizer fields that make a valid partner."""
         if self.train.graft_norms:
@@ -631,6 +714,17 @@ ADDED_FIELDS = (
     ("train", "dtype"),
     ("train", "project"),
     ("train", "graft_norms"),
+    *(
+        ("train", field)
+        for field in (
+            "batch_controller",
+            "batch_theta",
+            "batch_nu",
+            "batch_max",
+            "batch_every",
+            "batch_lr",
+        )
+    ),
     *(
         ("optimizer", schedule, key)
         for schedule in ("lr_schedule", "eps_schedule")
@@ -766,8 +860,9 @@ def _format_error(err: ValidationError, context: str, model: type[BaseModel] | N
             return f"{loc}: unknown option; valid: {', '.join(owner.model_fields)}"
     msg = first["msg"].removeprefix("Value error, ")
     error = first.get("ctx", {}).get("error")
-    if isinstance(error, OptionError):
-        return f"{loc}.{error.field}: {error.value!r} is not allowed: {msg}"
+    if isinstance(error, OptionError):  # a run's own check names its field in full
+        field = f"{loc}.{error.field}" if path else error.field
+        return f"{field}: {error.value!r} is not allowed: {msg}"
     return f"{loc}: {first.get('input')!r} is not allowed: {msg}"
 
 

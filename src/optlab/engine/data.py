@@ -41,25 +41,52 @@ class Batches:
         """``batch_size``: one B for every step, or B_t for each step t (a batch schedule);
         floating-point data in ``dtype``."""
         self.x, self.y = task_tensors(task, "train", device, dtype)
-        self.mode = mode
+        self.mode, self.dtype = mode, dtype
         self.sizes = [batch_size] if isinstance(batch_size, int) else list(batch_size)
         self.starts = list(itertools.accumulate(self.sizes, initial=0))  # stream offsets
         self.generators = [torch.Generator().manual_seed(s ^ SAMPLING_SALT) for s in seeds]
-        self.order: Tensor | None = None
-        self.pos = 0
+        n = len(self.x) if mode == "dataset" else 0  # a stream has no epochs
+        self.order = torch.empty(len(seeds), n, dtype=torch.long, device=device)
+        self.pos = [n] * len(seeds)  # each run's place in its epoch; n: draw one first
 
     def __call__(self, t: int) -> tuple[Tensor, Tensor]:
         """Batch for step t (from 0): x (1 or R, B_t, ...) and y (1 or R, B_t, ...)."""
         b = self.sizes[min(t, len(self.sizes) - 1)]
-        n = len(self.x)
-        if self.mode == "dataset" and b >= n:
-            return self.x[None], self.y[None]
         if self.mode == "stream":
             lo = t * b if len(self.sizes) == 1 else self.starts[t]
             return self.x[None, lo : lo + b], self.y[None, lo : lo + b]
-        if self.order is None or self.pos + b > n:
-            perms = [torch.randperm(n, generator=g) for g in self.generators]
-            self.order, self.pos = torch.stack(perms).to(self.x.device), 0
-        idx = self.order[:, self.pos : self.pos + b]
-        self.pos += b
-        return self.x[idx], self.y[idx]
+        x, y, _ = self.per_run([b] * len(self.generators))
+        return x, y
+
+    def per_run(self, sizes: Sequence[int]) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Dataset mode, run r's next ``sizes[r]`` examples of its own epoch (each run's
+        training seed reshuffles the set when its epoch has too few left; the whole set, in
+        order, where the batch covers it): x and y (1 or R, B, ...), B the largest, each
+        run's batch a prefix padded with example 0, and the mask (R, B) of each run's own
+        examples (None where every run takes B)."""
+        n = len(self.x)
+        sizes = [min(b, n) for b in sizes]
+        if all(b == n for b in sizes):
+            return self.x[None], self.y[None], None
+        rows = []
+        for r, b in enumerate(sizes):
+            if b == n:
+                rows.append(torch.arange(n, device=self.order.device))
+                continue
+            if self.pos[r] + b > n:
+                self.order[r] = torch.randperm(n, generator=self.generators[r]).to(
+                    self.order.device
+                )
+                self.pos[r] = 0
+            rows.append(self.order[r, self.pos[r] : self.pos[r] + b])
+            self.pos[r] += b
+        width = max(sizes)
+        if all(b == width for b in sizes):
+            idx = torch.stack(rows)
+            return self.x[idx], self.y[idx], None
+        idx = torch.zeros(len(rows), width, dtype=torch.long, device=self.order.device)
+        for r, row in enumerate(rows):
+            idx[r, : len(row)] = row
+        counts = torch.tensor(sizes, device=self.order.device)
+        mask = (torch.arange(width, device=counts.device) < counts[:, None]).to(self.dtype)
+        return self.x[idx], self.y[idx], mask

@@ -38,13 +38,16 @@ LABEL_SCORES = 2  # (rows, k) float64 score arrays alive at once while a chunk i
 
 def run_bytes(spec: RunSpec) -> int:
     """Estimated bytes one run adds to a stack: 4·(6·parameters + 12·B·width), B the
-    largest batch of its schedule and width the model's widest activation per point."""
+    largest batch of its schedule (a controller's ``batch_max``, else the voronoi training
+    set's size) and width the model's widest activation per point."""
     model = build_model(spec.model, _shape_of_task(spec))
     with torch.device("meta"):  # a hand-written model's parameters counted, not allocated
         params = model.init(torch.Generator().manual_seed(0))
     n_params = sum(p.numel() for p in params.values())
     t = spec.train
     batch = max(t.batch_sizes) if t.batch_milestones else t.batch_size
+    if t.batch_controller != "none":
+        batch = t.batch_max or getattr(spec.task, "n_train", batch)
     return FLOAT_BYTES * (STATE_COPIES * n_params + ACTIVATION_COPIES * batch * model.width)
 
 
@@ -137,7 +140,16 @@ def _key(spec: RunSpec, *tables: str) -> str:
     return json.dumps([tree[t] for t in tables] + [tree["train"][f] for f in SIZING_TRAIN])
 
 
-SIZING_TRAIN = ("steps", "batch_size", "batch_milestones", "batch_factor", "data", "dtype")
+SIZING_TRAIN = (
+    "steps",
+    "batch_size",
+    "batch_milestones",
+    "batch_factor",
+    "batch_controller",
+    "batch_max",
+    "data",
+    "dtype",
+)
 
 
 def _model_text(spec: RunSpec) -> str:

@@ -2,8 +2,9 @@
 
 Built-in rules get each run's numeric hyperparameters as (R,) tensors; at each step the
 group's schedules scale η and ε (and η follows the batch size, B_t/B, when the batch
-grows), decay groups give matching parameters their own λ, and decay dropout draws from
-each run's own generator. An optimizer named by import path runs as ``torch.optim``
+grows: the group's schedule, or each run's own under a batch controller), decay groups
+give matching parameters their own λ, and decay dropout draws from each run's own
+generator. An optimizer named by import path runs as ``torch.optim``
 would, on groups of one run (the engine groups such runs alone, since an arbitrary
 optimizer may mix the runs of a stack).
 """
@@ -39,6 +40,7 @@ class _FusedCall:
     Adam states it updates in place, and the step count t on their device."""
 
     numbers: dict[str, float]
+    run: int | None  # the one run of the call, where each run's η has its own factor
     grads: list[tuple[int, int]]  # (position among the gradients, run)
     params: list[Tensor]
     states: list[dict[str, Tensor]]
@@ -71,9 +73,15 @@ class StackedOptimizer:
         steps: int | None = None,
         seeds: Sequence[int] | None = None,
         batch_sizes: Sequence[int] | None = None,
+        per_run_lr: bool = False,
     ) -> None:
+        """``batch_sizes``: the group's B_t, which η follows; ``per_run_lr``: each run's η
+        also takes its own factor (``set_run_lr``), as a batch controller grows its batch."""
         self.params = params
         self.t = 0
+        runs = next(iter(params.values())).shape[0] if params else len(specs)
+        self.run_lr = [1.0] * runs if per_run_lr else None
+        self._run_lr_tensor: Tensor | None = None
         spec = specs[0]
         self.lr_factor, self.eps_factor, self.eps_lr_ratio = optimizer_schedules(spec, steps)
         self.batch_sizes = batch_sizes
@@ -112,6 +120,14 @@ class StackedOptimizer:
                 decay = self.hypers[name]["factor_decay"]
                 self.state[name] = update_factors(self.state[name], a, g, decay, bias)
 
+    def set_run_lr(self, factors: Sequence[float]) -> None:
+        """Each run's own factor on η from the next step on (``per_run_lr``)."""
+        self.run_lr = list(factors)
+        any_param = next(iter(self.params.values()))
+        self._run_lr_tensor = torch.tensor(
+            self.run_lr, dtype=any_param.dtype, device=any_param.device
+        )
+
     def lr_scale(self, t: int) -> float:
         """η_t/η at step t: the schedule's factor times B_t/B (AdaBatch: η/B stays fixed)."""
         batch = self.batch_sizes[t - 1] / self.batch_sizes[0] if self.batch_sizes else 1.0
@@ -124,8 +140,9 @@ class StackedOptimizer:
         if self.torch_optimizer is not None:
             for p, g in zip(self.params.values(), grads, strict=True):
                 p.grad = g
+            own = self.run_lr[0] if self.run_lr else 1.0  # a group of one run
             for group in self.torch_optimizer.param_groups:
-                group["lr"] = self.base_lr * self.lr_scale(self.t)
+                group["lr"] = self.base_lr * self.lr_scale(self.t) * own
             self.torch_optimizer.step()
             return
         if self.fused is not None:
@@ -157,16 +174,18 @@ class StackedOptimizer:
             if per_run is None:
                 return None
             for r, numbers in enumerate(per_run):
-                groups.setdefault(tuple(numbers.values()), (numbers, []))[1].append((tensor, r))
+                key = (r if self.run_lr else None, *numbers.values())
+                groups.setdefault(key, (numbers, []))[1].append((tensor, r))
         return [
             _FusedCall(
                 numbers,
+                key[0],
                 [(order.index(k), r) for k, r in views],
                 [self.params[k].detach()[r] for k, r in views],
                 [{n: v[r] for n, v in self.state[k].items()} for k, r in views],
                 torch.zeros((), device=self.params[order[0]].device),
             )
-            for numbers, views in groups.values()
+            for key, (numbers, views) in groups.items()
         ]
 
     def _fused_step(self, grads: Sequence[Tensor]) -> None:
@@ -174,6 +193,7 @@ class StackedOptimizer:
         lr_scale, eps_scale = self.lr_scale(self.t), self.eps_factor(self.t)
         for call in self.fused:
             call.step.fill_(self.t)  # on the parameters' device: no host sync
+            own = 1.0 if call.run is None else self.run_lr[call.run]
             fused_adamw_(
                 call.params,
                 [grads[i][r] for i, r in call.grads],
@@ -181,7 +201,7 @@ class StackedOptimizer:
                 call.step,
                 **{
                     **call.numbers,
-                    "lr": call.numbers["lr"] * lr_scale,
+                    "lr": call.numbers["lr"] * lr_scale * own,
                     "eps": call.numbers["eps"] * eps_scale,
                 },
             )
@@ -192,7 +212,10 @@ class StackedOptimizer:
 
     def _at(self, hyper: dict, t: int) -> dict:
         ratio = None if self.eps_lr_ratio is None else self.eps_lr_ratio(t)
-        return at_step(hyper, self.lr_scale(t), self.eps_factor(t), ratio)
+        lr = self.lr_scale(t)
+        if self._run_lr_tensor is not None:
+            lr = lr * self._run_lr_tensor
+        return at_step(hyper, lr, self.eps_factor(t), ratio)
 
     @property
     def step_degree(self) -> int | None:

@@ -1,9 +1,9 @@
 """From planned runs to trained ones: skip what the store has done, group the rest, train.
 
-Runs whose computation has the same shape (they differ only in the training seed and
-numeric optimizer hyperparameters) form one group and train as one stack. Groups are
-cut into stacks of at most ``max_runs``, and of as many runs as fit a memory budget
-(``engine.memory``), and, with ``workers > 1``, trained in a pool of processes that divide
+Runs whose computation has the same shape (they differ only in the training seed, numeric
+optimizer hyperparameters and a batch controller's threshold) form one group and train as
+one stack. Groups are cut into stacks of at most ``max_runs``, and of as many runs as fit
+a memory budget (``engine.memory``), and, with ``workers > 1``, trained in a pool of processes that divide
 the machine's cores among them (two processes that each take every core slow each other
 down many times over); every worker writes to the one store. Where each worker has one
 thread (as many workers as cores, the default), a stack that alone outweighs a worker's
@@ -48,6 +48,7 @@ PER_RUN_NUMBERS = (
     "decay_strength",
     "decay_p",
 )
+PER_RUN_TRAIN = ("seed", "batch_theta", "batch_nu")  # a batch controller's thresholds are (R,)
 PR_SET_PDEATHSIG = 1
 PARENT_POLL_S = 1.0  # a worker's check that its parent lives, where no signal says so
 MAX_RUNS = 64  # runs per stack: past this a stack gains little, and workers balance better
@@ -58,7 +59,8 @@ def group_key(spec: RunSpec) -> str:
     tree = spec.model_dump(mode="json")
     if spec.optimizer.name not in OPTIMIZERS:
         return spec.run_id  # an arbitrary torch.optim.Optimizer trains one run at a time
-    del tree["train"]["seed"]
+    for key in PER_RUN_TRAIN:
+        del tree["train"][key]
     for key in PER_RUN_NUMBERS:
         del tree["optimizer"][key]
     return json.dumps(tree, sort_keys=True)

@@ -23,12 +23,13 @@ from torch import Tensor
 
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
+from optlab.engine.batch_control import BatchControl
 from optlab.engine.curvature import PROBE_POINTS, CurvatureStep, gauss_newton_pass
 from optlab.engine.data import Batches, task_tensors
 from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
-from optlab.engine.per_sample import PROBE_EXAMPLES, per_sample_pass
+from optlab.engine.per_sample import PROBE_EXAMPLES, check_per_sample, per_sample_pass
 from optlab.engine.precision import check_precision, model_outputs
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
@@ -53,7 +54,7 @@ TRAIN_CHUNK_ELEMENTS = 2**18
 # in a sweep of many models and stack sizes)
 COMPILED_SHAPES = 64
 
-LossFunction = Callable[[Model, Params, Tensor, Tensor, str, str], Tensor]
+LossFunction = Callable[[Model, Params, Tensor, Tensor, str, str, Tensor | None], Tensor]
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,11 @@ def task_for(spec: RunSpec) -> Task:
 
 def check_buildable(specs: Sequence[RunSpec]) -> None:
     """Build each distinct task and model of ``specs`` once, so that a factory that fails, a
-    model that cannot serve its task, a text that is not the catalog's or bf16 where the
-    device lacks it stops a sweep before anything is written (a ``ValueError`` with one
-    line). The voronoi task with a hand-written model always builds and is not drawn here
-    (drawing it can take seconds)."""
+    model that cannot serve its task, a batch controller on a model without per-example
+    gradients (BatchNorm), a text that is not the catalog's or bf16 where the device lacks it
+    stops a sweep before anything is written (a ``ValueError`` with one line). The voronoi
+    task with a hand-written model always builds and is not drawn here (drawing it can take
+    seconds)."""
     seen = set()
     for spec in specs:
         check_precision(spec, resolve_device(spec.train.device))
@@ -87,6 +89,8 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
         model = build_model(spec.model, task_for(spec))
         if spec.model.name not in MODELS:
             _check_kfac(spec, model)
+        if spec.train.batch_controller != "none":
+            check_per_sample(model)  # the controller's tests need per-example gradients
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
@@ -226,11 +230,13 @@ def stack_losses(
     y: Tensor,
     loss: str = "cross_entropy",
     precision: str = "fp32",
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Each run's mean loss (R,) for a stack of parameters (and buffers), its forward in
-    ``precision``: the function a step differentiates, and what ``train.compile`` compiles."""
+    ``precision``, over its own examples where ``mask`` marks them: the function a step
+    differentiates, and what ``train.compile`` compiles."""
     runs = next(iter(state.values())).shape[0]
-    return run_losses(model_outputs(model, state, x, precision), y, runs, loss)
+    return run_losses(model_outputs(model, state, x, precision), y, runs, loss, mask)
 
 
 @functools.cache
@@ -247,15 +253,17 @@ def loss_and_grads(
     x: Tensor,
     y: Tensor,
     slices: Sequence[slice],
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """Each run's loss (R,) and the gradients of their sum, one slice of runs at a time.
+    """Each run's loss (R,) and the gradients of their sum, one slice of runs at a time;
+    ``mask`` (R, B): each run's own examples of a padded batch (a batch controller's).
 
     The runs are independent, so a slice's gradient is exactly its runs' part of the whole
     stack's; with one slice this is a plain backward over the stack. A slice's buffers are
     views of the stack's, so what the forward writes to them lands in the stack."""
     params, buffers, loss_kind = stack.params, stack.buffers, stack.task.loss
     if len(slices) == 1:
-        loss = losses_of(stack.model, stack.state, x, y, loss_kind, stack.precision)
+        loss = losses_of(stack.model, stack.state, x, y, loss_kind, stack.precision, mask)
         return loss, list(torch.autograd.grad(loss.sum(), list(params.values())))
     grads = [torch.empty_like(p) for p in params.values()]
     losses = []
@@ -263,7 +271,8 @@ def loss_and_grads(
         sub = {k: p.detach()[part].requires_grad_() for k, p in params.items()}
         state = {**sub, **{k: b[part] for k, b in buffers.items()}}
         xs, ys = (x, y) if x.shape[0] == 1 else (x[part], y[part])
-        loss = losses_of(stack.model, state, xs, ys, loss_kind, stack.precision)
+        own = None if mask is None else mask[part]
+        loss = losses_of(stack.model, state, xs, ys, loss_kind, stack.precision, own)
         for buf, g in zip(grads, torch.autograd.grad(loss.sum(), list(sub.values())), strict=True):
             buf[part] = g
         losses.append(loss.detach())
@@ -296,10 +305,16 @@ def train_group(
     norms = NormControl(specs[:own], getattr(model, "scale_invariant", ()), device)
     norms(params)
     seeds, sizes = [s.train.seed for s in specs], spec.train.batch_sizes
-    optimizer = StackedOptimizer(
-        [s.optimizer for s in specs], params, spec.train.steps, seeds, sizes
-    )
     batches = Batches(task, spec.train.data, sizes, seeds, device, stack.dtype)
+    control = BatchControl(specs, len(batches.x), device)
+    optimizer = StackedOptimizer(
+        [s.optimizer for s in specs],
+        params,
+        spec.train.steps,
+        seeds,
+        sizes if spec.train.batch_lr == "scale" else None,
+        per_run_lr=control.kind != "none" and control.scale_lr,
+    )
     eval_x, eval_y = task_tensors(task, "eval", device, stack.dtype)
     steps, every = spec.train.steps, spec.train.eval_every
     recorder = Recorder(
@@ -327,7 +342,8 @@ def train_group(
     train_loss = torch.zeros(every, runs, device=device, dtype=stack.dtype)
     diverged_at = torch.full((runs,), -1, dtype=torch.long, device=device)
     rows, arrays = observe(0)
-    store.log(_stored(rows), _stored(arrays))
+    batch_rows = control.rows(run_ids, 0) if control.varies else []
+    store.log(_stored(rows + batch_rows), _stored(arrays))
     last_flush = 0
     slices = run_slices(runs, max(sizes), model.width)
     losses_of = compiled_stack_losses() if spec.train.compile else stack_losses
@@ -335,16 +351,25 @@ def train_group(
     if spec.optimizer.name == "kfac":
         curvature = CurvatureStep(spec.optimizer.curvature, seeds)
     for t in range(steps):
-        x, y = batches(t)
+        mask = None
+        if control.kind == "none":
+            x, y = batches(t)
+            control.at(t)
+        else:
+            x, y, mask = batches.per_run(control.at(t))
+            slices = run_slices(runs, x.shape[1], model.width)
         recorded = (t + 1) % every == 0 or t + 1 == steps
         if not params:
             loss = run_losses(model_outputs(model, params, x, stack.precision), y, runs, task.loss)
         else:
             if curvature is None:
-                loss, grads = loss_and_grads(losses_of, stack, x, y, slices)
+                loss, grads = loss_and_grads(losses_of, stack, x, y, slices, mask)
             else:
                 loss, grads, layers = curvature(stack, x, y)
                 optimizer.fold_curvature(layers)
+            if control.due(t + 1, steps):
+                if (factors := control.check(t + 1, stack, x, y, mask, grads)) is not None:
+                    optimizer.set_run_lr(factors)
             if recorded and recorder.wants_update:
                 recorder.before_step(params, grads)
             optimizer.step(grads)
@@ -359,6 +384,8 @@ def train_group(
         window = train_loss[: t + 1 - last_flush]
         diverged_at = first_divergence(window, last_flush, diverged_at)
         rows = _train_rows(run_ids, last_flush, window.cpu())
+        if control.varies:
+            rows += control.rows(run_ids, t + 1)
         on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
         last_flush = t + 1
         if t + 1 == steps or bool((diverged_at >= 0).all()):

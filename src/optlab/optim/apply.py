@@ -40,18 +40,19 @@ def _map(hyper: dict, leaf) -> dict:
     return {k: _map(v, leaf) if isinstance(v, dict) else leaf(k, v) for k, v in hyper.items()}
 
 
-def scaled(hyper: dict, lr: float = 1.0, eps: float = 1.0) -> dict:
-    """η ← η·lr and ε ← ε·eps everywhere in ``hyper`` (a factor of 1 leaves values as they are)."""
+def scaled(hyper: dict, lr: float | Tensor = 1.0, eps: float = 1.0) -> dict:
+    """η ← η·lr and ε ← ε·eps everywhere in ``hyper`` (a factor of 1 leaves values as they are;
+    a factor may be an (R,) tensor, one per run)."""
     factors = {"lr": lr, "eps": eps}
 
     def leaf(key: str, value: Any) -> Any:
         f = factors.get(key, 1.0)
-        return value if f == 1.0 else value * f
+        return value if not isinstance(f, Tensor) and f == 1.0 else value * f
 
     return _map(hyper, leaf)
 
 
-def at_step(hyper: dict, lr: float, eps: float, eps_lr_ratio: float | None) -> dict:
+def at_step(hyper: dict, lr: float | Tensor, eps: float, eps_lr_ratio: float | None) -> dict:
     """``hyper`` at one step: η and ε scaled by their schedules' factors, and the ratio r_t
     where ε is tied to η (``schedules.lr_equivalent_eps``)."""
     hyper = scaled(hyper, lr=lr, eps=eps)

@@ -93,7 +93,7 @@ def load_experiment_record(store: Store, experiment: str) -> ExperimentRecord:
     shown = runs["condition"]
     if axes(spec)[1]:
         shown = shown[runs["id"].isin(set(tuned_runs(store, experiment)["id"]))]
-    figures = ("eval", "test", "convergence", *(p.split for p in PROBES.values()))
+    figures = ("eval", "test", "convergence", "batch", *(p.split for p in PROBES.values()))
     metrics = store.metrics(list(runs["id"]), split=figures)  # all but each step's train loss
     return ExperimentRecord(experiment, runs, metrics, varying, list(dict.fromkeys(shown)), spec)
 

@@ -20,6 +20,7 @@ from optlab.analysis.stats import summarize
 from optlab.analysis.verdicts import Verdict
 from optlab.store import Store
 from optlab.viz.animation import animate_centers, animate_decision_map
+from optlab.viz.batches import plot_rules_by_batch, plot_samples
 from optlab.viz.curves import LABELS, eval_panels, plot_eval_curves
 from optlab.viz.data import (
     SEED,
@@ -219,6 +220,7 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
         out += _group_figures(group, folder / f"group{g}")
     out += _invariance_figures(rec, folder)
     out += _kfac_figures(rec, folder)
+    out += _batch_figures(rec, folder)
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
@@ -344,6 +346,28 @@ def _kfac_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
             f"squared input-output Jacobian in whitened input coordinates, per condition, {spread}; "
             "dashed: against E‖J‖²_F on the raw pixels; log scale; dotted: 1, exact for a linear "
             "network without biases.",
+        ),
+    )
+    return [_figure(png, f"{rec.name}: {caption}") for png, caption in figures if png]
+
+
+def _batch_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
+    """Runs whose batches differ (issue 16; the 2025 thesis notepad): at equal samples seen
+    and by rule and batch, where the record has them."""
+    figures = (
+        (
+            plot_samples(rec, folder / "samples.png"),
+            "eval accuracy against the samples seen (Σ of the batch over steps, log scale; "
+            "top) and the batch over training (bottom), per condition and model, mean over "
+            "seeds: curves compared at the same abscissa are compared at equal samples; a "
+            "controller's batch doubles when its variance test fails.",
+        ),
+        (
+            plot_rules_by_batch(rec, folder / "rules_by_batch.png"),
+            "test accuracy (top) and the gradient's signal-to-noise ratio at the run's batch, "
+            "snr_B = B/B_simple from the grad_stats probe at the last evaluation (bottom, log; "
+            "dotted: 1), against the batch, per rule, each at its tuned learning rate, mean "
+            "over seeds; every run saw the same number of samples.",
         ),
     )
     return [_figure(png, f"{rec.name}: {caption}") for png, caption in figures if png]
