@@ -58,6 +58,7 @@ def thin_matmul(x: Tensor, w: Tensor) -> Tensor:
     d = x.shape[-1]
     if torch.is_grad_enabled() or d > THIN_INNER:
         return x @ w
+    w = w.contiguous()  # a transposed w strides its rows, and strided rows do not vectorize
     out = x[..., 0:1] * w[..., 0:1, :]
     for i in range(1, d):
         out.addcmul_(x[..., i : i + 1], w[..., i : i + 1, :])
