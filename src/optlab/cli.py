@@ -211,7 +211,7 @@ def start_executor(executor: str, address: str | None, workers: int | None) -> N
     try:
         ray_executor.start(address, workers)
     except ConnectionError as err:
-        fail(f"--address: {address!r}: no Ray cluster could be joined there ({err})")
+        fail(f"--address: {address!r} is not a Ray cluster this machine can join: {err}")
 
 
 def memory_budget(text: str | None) -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 
 import torch
@@ -25,6 +26,7 @@ from optlab.store.record import GroupRecord
 
 MAX_RETRIES = 3  # attempts after a worker dies: Ray's max_retries
 INSTALL = "pip install 'optlab[ray]'"
+CONNECT_TIMEOUT_S = 5.0
 
 
 def available() -> bool:
@@ -47,11 +49,25 @@ def start(address: str | None = None, workers: int | None = None) -> None:
         return
     quiet = {"logging_level": logging.WARNING, "include_dashboard": False}
     if address is not None:
+        check_reachable(address)
         ray.init(address=address, **quiet)
         return
     cores = os.cpu_count() or 1
     workers = workers or cores
     ray.init(address="local", num_cpus=workers * max(1, cores // workers), **quiet)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ``ConnectionError`` where ``address`` names a host and port (``host:port`` or
+    ``ray://host:port``) that takes no TCP connection within ``timeout`` seconds: Ray
+    itself would retry for minutes. ``auto`` and other forms are left to Ray."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as err:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({err})") from None
 
 
 def cluster_cpus() -> tuple[int, int]:
