@@ -656,11 +656,22 @@ def bench(
             "or quick with --quick): wall, CPU, busy share of the cores",
         ),
     ] = False,
+    executors: Annotated[
+        bool,
+        typer.Option(
+            "--executors",
+            help="also train the ladder's quick profile with 2 seeds (1 with --quick) by the "
+            "local pool and by Ray, side by side: Ray's throughput against the pool's",
+        ),
+    ] = False,
 ) -> None:
     """Throughput against the matmul peak and against plain PyTorch loops, in one process."""
     from optlab.bench.measure import LADDER_CASES, run_bench
+    from optlab.engine import ray_executor
 
-    result = run_bench(quick, with_sweep=sweep)
+    if executors and not ray_executor.available():
+        fail(f"--executors: Ray is not installed; {ray_executor.INSTALL}")
+    result = run_bench(quick, with_sweep=sweep, with_executors=executors)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -751,6 +762,14 @@ def bench(
         console.print(
             f"ladder sweep ({s['profile']} profile, {s['seeds']} seeds, {s['runs']} runs): "
             f"{s['wall_s']:.0f} s wall, {s['cpu_s']:.0f} s CPU, cores busy {s['core_busy']:.0%}"
+        )
+    if "ray" in result:
+        r = result["ray"]
+        console.print(
+            f"ray executor (ladder {r['profile']} profile, {r['seeds']} seeds, {r['runs']} runs): "
+            f"{r['ray_run_steps_per_s']:,.0f} run·steps/s against the local pool's "
+            f"{r['local_pool_run_steps_per_s']:,.0f}: {r['vs_local_pool']:.2f}× "
+            f"(Ray's own start, {r['start_s']:.0f} s, apart)"
         )
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 
