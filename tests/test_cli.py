@@ -119,14 +119,22 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, frag
     assert not store.parent.exists()
 
 
-@pytest.mark.parametrize("command", ["run ladder", "reproduce paper"])
-def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, command):
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["run", "ladder", "--executor", "ray"], "--executor ray"),
+        (["reproduce", "paper", "--executor", "ray"], "--executor ray"),
+        (["bench", "--executors"], "--executors"),
+    ],
+)
+def test_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, args, option):
     monkeypatch.setitem(sys.modules, "ray", None)  # ``import ray`` raises ImportError
     store = tmp_path / "store" / "optlab.db"
-    result = runner.invoke(app, [*command.split(), "--executor", "ray", "--store", str(store)])
+    store_args = [] if args[0] == "bench" else ["--store", str(store)]  # bench has no store
+    result = runner.invoke(app, [*args, *store_args])
     assert result.exit_code == 2
-    assert result.output.strip() == (
-        "error: --executor ray: Ray is not installed; pip install 'optlab[ray]'"
+    assert (
+        result.output.strip() == f"error: {option}: Ray is not installed; pip install 'optlab[ray]'"
     )
     assert not store.parent.exists()
 

@@ -11,7 +11,9 @@ share of the sweep is split, so that no core idles while it finishes on another:
 thread a run's numbers are bitwise the same in any stack (``engine.optimizer``,
 ``engine.train.eval_pieces``), so splitting changes how long a sweep takes, not its
 results. (With several threads torch splits its reductions by tensor size, so a stack's
-size can move a run's last bits: stacks are then left whole.)
+size can move a run's last bits: stacks are then left whole.) The Ray executor
+(``engine.ray_executor``) takes the same stacks and shares of cores, the cluster's CPUs
+counting as the cores, and sends each stack to a Ray task; its driver writes the store.
 """
 
 from __future__ import annotations
