@@ -16,7 +16,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from optlab.config import expand, load_experiment
-from optlab.engine import run_planned
+from optlab.engine import ray_executor, run_planned
 from optlab.store import Store
 
 STEPS = 300  # a stack trains for about a second: long enough to be killed mid-way
@@ -77,7 +77,8 @@ def cluster(request):
         return
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     nodes.add_node(num_cpus=1)
-    ray.init(address=nodes.address)
+    ray_executor.start(nodes.address)  # as --address joins a cluster
+    assert ray_executor.cluster_cpus() == (2, 1)
     yield
     ray.shutdown()
     nodes.shutdown()
