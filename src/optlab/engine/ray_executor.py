@@ -24,7 +24,7 @@ from optlab.engine.train import Outcome, numeric_path, resolve_device, train_gro
 from optlab.store import Store
 from optlab.store.record import GroupRecord
 
-MAX_RETRIES = 3  # attempts after a worker dies: Ray's max_retries
+MAX_RETRIES = 3  # Ray's max_retries: runs of a task again after its worker died
 INSTALL = "pip install 'optlab[ray]'"
 CONNECT_TIMEOUT_S = 5.0
 
@@ -41,8 +41,8 @@ def available() -> bool:
 def start(address: str | None = None, workers: int | None = None) -> None:
     """Join the Ray cluster at ``address``, or start a local instance with the CPUs that
     ``workers`` processes of the local pool would use (default: one per core); nothing
-    where this process is already connected. A cluster that cannot be reached raises
-    ``ConnectionError``."""
+    where this process is already connected. A cluster that cannot be reached, or that has
+    no CPUs for tasks, raises ``ConnectionError``."""
     import ray
 
     if ray.is_initialized():
@@ -51,6 +51,9 @@ def start(address: str | None = None, workers: int | None = None) -> None:
     if address is not None:
         check_reachable(address)
         ray.init(address=address, **quiet)
+        if cluster_cpus()[0] == 0:
+            ray.shutdown()
+            raise ConnectionError("its nodes offer no CPUs to tasks")
         return
     cores = os.cpu_count() or 1
     workers = workers or cores
@@ -91,7 +94,7 @@ def train_stacks(
     import ray
 
     task = ray.remote(train_stack).options(num_cpus=threads, max_retries=MAX_RETRIES)
-    futures = {}
+    futures: dict[ray.ObjectRef, list[RunSpec]] = {}
     for stack in stacks:
         path = numeric_path(stack[0], resolve_device(stack[0].train.device))
         leased = set(store.start([s.run_id for s in stack], path, redo))
