@@ -397,3 +397,27 @@ def test_task_refuses_a_size_no_machine_holds():
     assert result.output.startswith(
         "error: train.steps × train.batch_size: 10,000,000,000 × 32 points need ~"
     )
+
+
+def test_bf16_without_native_support_is_refused_with_one_line_unless_forced(tmp_path, monkeypatch):
+    """On a CPU without AMX or AVX512-BF16 (as the detection is told here) bf16 is emulated,
+    slower than fp32: refused with the field, the value, why and how to force it, exit 2,
+    no store; forced, the run trains and its numeric path says bf16."""
+    from optlab.engine import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(
+        'name = "tiny"\n[base.model]\nname = "final"\nhidden_dim = 8\n'
+        "[base.train]\nsteps = 10\neval_every = 5\n[base.task]\nn_eval = 50\nn_test = 50\n"
+    )
+    store = tmp_path / "store" / "optlab.db"
+    bf16 = ["run", str(spec), "--set", "train.precision=bf16", "--store", str(store)]
+    result = runner.invoke(app, bf16)
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert result.output.startswith("error: train.precision: 'bf16' has no native support on")
+    assert "set train.force_precision = true" in result.output and not store.parent.exists()
+    forced = runner.invoke(app, [*bf16, "--set", "train.force_precision=true", "--workers", "1"])
+    assert forced.exit_code == 0, forced.output
+    (path,) = Store(store).runs()["numeric_path"]
+    assert ", float32, bf16 autocast, eager," in path

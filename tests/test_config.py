@@ -367,3 +367,32 @@ def test_a_profiles_seeds_must_be_ints():
     tree = {"name": "x", "profiles": {"quick": {"seeds": "many"}}}
     with pytest.raises(SpecError, match="profiles.quick.seeds: 'many' is not allowed"):
         load_experiment(tree)
+
+
+def test_precision_is_how_a_run_is_computed_not_what_it_is():
+    """bf16 keeps the run id, as compile and the device do (its numeric path says it:
+    tests/engine/test_precision.py); the old id of an fp32 run holds."""
+    bf16 = {"train": {"precision": "bf16", "force_precision": True}}
+    assert RunSpec.model_validate(bf16).run_id == RunSpec().run_id == "940936394e9bc162"
+
+
+@pytest.mark.parametrize(
+    "overrides,fragment",
+    [
+        ({"train.precision": "fp16"}, "train.precision: 'fp16'"),
+        (
+            {"train.precision": "bf16", "train.dtype": "float64"},
+            "train.precision: 'bf16' is not allowed: it autocasts float32 matmuls, and "
+            "train.dtype is 'float64'",
+        ),
+        (
+            {"train.force_precision": True},
+            "train.force_precision: True is not allowed: it forces bf16 on a device without "
+            "native bfloat16, and train.precision is 'fp32'",
+        ),
+    ],
+)
+def test_a_precision_that_cannot_apply_is_one_line(overrides, fragment):
+    with pytest.raises(SpecError) as err:
+        expand(load_experiment("ladder"), overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

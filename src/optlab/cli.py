@@ -646,7 +646,7 @@ def print_cells(experiment: str, table) -> None:
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="shorter runs, under a minute")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="shorter runs, a minute or two")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
     sweep: Annotated[
         bool,
@@ -722,6 +722,7 @@ def bench(
             f"{name}: " + ", ".join(f"R={n} {v:,.0f}" for n, v in rates.items()) + " run·steps/s"
             f"{compiled}; one eval of {result['eval_points']:,} points costs "
             f"{r['eval_ms_per_run_r1']:.1f} ms per run at R=1, {r['eval_ms_per_run_r32']:.1f} at R=32"
+            f" ({r['eval_vs_training']:.2f}× the {result['eval_every']} training steps it reports on)"
         )
     modules = Table(
         "nn.Module case", "optlab R=1", "plain loop", "vs plain", "R=8", "R=8 vs plain", "% of peak"
@@ -757,6 +758,14 @@ def bench(
         f"{k['adamw_steps_per_s']:,.0f}: a step costs {k['step_cost_vs_adamw']:.2f}× AdamW's "
         f"({k['gauss_newton_step_cost_vs_adamw']:.2f}× with Gauss-Newton)"
     )
+    forced = "" if result["native_bf16"] else " (forced: emulated)"
+    console.print(f"bf16 on {result['bf16_support']}{forced}:")
+    for name in ("final_bf16", "charlm_bf16"):
+        r = result[name]
+        console.print(
+            f"  {name}: {r['bf16_steps_per_s']:,.2f} steps/s against fp32's "
+            f"{r['fp32_steps_per_s']:,.2f}, speedup_vs_fp32 {r['speedup_vs_fp32']:.2f}×"
+        )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]
         console.print(

@@ -465,7 +465,7 @@ _REFUSALS: dict[str, str | None] = {}
 
 
 class TrainSpec(_Strict):
-    """The training loop: length, batch, cadence, data mode, training seed, device."""
+    """The training loop: length, batch, cadence, data mode, training seed, device, precision."""
 
     steps: int = Field(10_000, ge=1)
     batch_size: int = Field(32, ge=1)
@@ -504,6 +504,35 @@ class TrainSpec(_Strict):
         "decayed activations fall there after a while (a run then halves its speed); the "
         "paper suite's numbers are the same either way (README, 'Speed')",
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: the forward's matmuls autocast to bfloat16 (torch.autocast), in "
+        "training and eval; parameters, optimizer state and the loss stay float32",
+    )
+    force_precision: bool = Field(
+        False,
+        description="train bf16 on a device without native bfloat16 (emulated there: "
+        "slower than fp32)",
+    )
+
+    @model_validator(mode="after")
+    def _precision(self) -> TrainSpec:
+        """bf16 autocasts float32 matmuls; forcing is read only for bf16."""
+        if self.precision == "bf16" and self.dtype != "float32":
+            raise OptionError(
+                "precision",
+                "bf16",
+                f"it autocasts float32 matmuls, and train.dtype is {self.dtype!r}: use 'fp32', "
+                "or train.dtype = 'float32'",
+            )
+        if self.force_precision and self.precision != "bf16":
+            raise OptionError(
+                "force_precision",
+                True,
+                "it forces bf16 on a device without native bfloat16, and train.precision is "
+                f"{self.precision!r}: set it beside train.precision = 'bf16' only",
+            )
+        return self
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -574,8 +603,9 @@ class RunSpec(_Strict):
     @property
     def run_id(self) -> str:
         payload = self.model_dump(mode="json")
-        # where and how a run trains does not change what it is (up to float rounding)
-        for how in ("device", "compile", "flush_subnormals"):
+        # where and how a run trains does not change what it is, only its rounding: the
+        # numeric path says how (bf16 rounds the matmuls' inputs to 8 bits of mantissa)
+        for how in ("device", "compile", "flush_subnormals", "precision", "force_precision"):
             del payload["train"][how]
         # fields added after stores existed count only when set, so old run ids still hold
         for *tables, key in ADDED_FIELDS:

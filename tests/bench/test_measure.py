@@ -8,6 +8,7 @@ import torch
 from optlab.bench import plain
 from optlab.bench.measure import Plan, _spec, compiled_case, final_flops_per_step, run_bench
 from optlab.config import ModelSpec
+from optlab.engine.precision import cpu_name, native_bf16
 from optlab.models import build_model
 from optlab.store import Store
 from optlab.tasks.voronoi import make_environment
@@ -50,6 +51,7 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         steady_steps={"final": 8, "centers": 8},
         steady_window=2,
         steady_eval_every=2,
+        bf16_steps={"final": 3, "charlm": 3},
     )
     out = run_bench(plan=plan)
     assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
@@ -63,6 +65,8 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         assert case["speedup_r32"] == r32 / r1
         assert case["stacked_vs_plain_loop"] == r32 / case["plain_loop_steps_per_s"]
         assert case["vs_plain_loop"] == r1 / case["plain_loop_steps_per_s"]
+        per_cadence = out["eval_every"] * 1000 / r1  # ms of training per eval at R = 1
+        assert case["eval_vs_training"] == case["eval_ms_per_run_r1"] / per_cadence
     for name in ("final", "centers", "plus_minus"):
         assert 10 < out[name]["peak_rss_mb"] < 10_000 and out[name]["store_bytes_per_run"] > 0
         assert out[name]["vs_plain_loop"] > 0
@@ -87,6 +91,14 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     assert gflop == 32 * 64 * (6 * (12 * 2 * 128**2 + 128 * 100) + 12 * 2 * 64 * 128) / 1e9
     share = 100 * charlm["r1_run_steps_per_s"] * gflop / out["matmul_peak_gflops"]
     assert abs(charlm["pct_of_peak"] - share) < 1e-9 * share
+    # bf16 against fp32, side by side; the CPU named with its bfloat16 support
+    assert out["native_bf16"] is native_bf16(torch.device("cpu"))
+    assert out["bf16_support"].startswith(f"{cpu_name()}: ")
+    assert cpu_name() in out["device"]
+    for name in ("final_bf16", "charlm_bf16"):
+        case = out[name]
+        ratio = case["bf16_steps_per_s"] / case["fp32_steps_per_s"]
+        assert case["speedup_vs_fp32"] == ratio and case["fp32_steps_per_s"] > 0
 
 
 @needs_compiler

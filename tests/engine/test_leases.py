@@ -158,7 +158,7 @@ def test_a_killed_sweep_leaves_no_process_behind(tmp_path, moment):
         _wait_for(lambda: _rows(db, "SELECT 1 FROM runs WHERE status = 'running'"))
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a worker still importing torch on a busy machine
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     left = _processes_with(marker)

@@ -175,7 +175,7 @@ def test_a_stack_trained_in_slices_of_runs_has_bitwise_the_same_losses_and_gradi
     params = stack_runs([model.init(torch.Generator().manual_seed(s)) for s in range(5)])
     params = {k: v.requires_grad_() for k, v in params.items()}
     x, y = env.tensors("train")
-    stack = Stack(env, model, params, {}, torch.float32)
+    stack = Stack(env, model, params, {}, torch.float32, "fp32")
     whole = loss_and_grads(stack_losses, stack, x[None], y[None], [slice(0, 5)])
     parts = loss_and_grads(
         stack_losses, stack, x[None], y[None], [slice(0, 2), slice(2, 4), slice(4, 5)]

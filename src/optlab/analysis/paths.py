@@ -1,5 +1,5 @@
 """One numeric path per analysis: runs of one id computed along two paths (another torch,
-the fused kernel or the pure rule, compiled or eager) agree only up to
+the fused kernel or the pure rule, compiled or eager, bf16 autocast or not) agree only up to
 float rounding, which the chaotic runs of this field amplify into different outcomes. So
 the statistics and verdicts of a store compare the runs of one path, the one that computed
 most of them, and say what they leave out.

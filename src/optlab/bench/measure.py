@@ -14,9 +14,11 @@
 8. for the final model and ``centers``, one real run long enough for its weights to train a
    while, evals at the cadence included: the steady state's steps/s against the start's
    (``optlab.bench.steady``);
-9. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
+9. the final model and charlm in bf16 against fp32, side by side (``optlab.bench.precision``),
+   beside the CPU's bfloat16 support;
+10. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
    it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``);
-10. with ``executors``, the ladder at its quick profile with 2 seeds (1 if ``quick``) trained
+11. with ``executors``, the ladder at its quick profile with 2 seeds (1 if ``quick``) trained
    by the local pool and by Ray, side by side: Ray's throughput ÷ the pool's
    (``ray.vs_local_pool``, ``optlab.bench.executors``).
 """
@@ -34,8 +36,10 @@ import torch
 
 from optlab.bench import executors, modules, plain, steady, sweep
 from optlab.bench.kfac import kfac_case
+from optlab.bench.precision import bf16_case, cpu_bf16
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
+from optlab.engine.precision import cpu_name
 from optlab.engine.train import build_stack, evaluate, task_for, train_group
 from optlab.store import Store
 
@@ -61,15 +65,7 @@ def final_flops_per_step(dim: int, hidden: int, classes: int, batch: int) -> flo
 
 def device_name() -> str:
     """The CPU's model name and core count, as the table names the device."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu ({model}, {os.cpu_count()} cores)"
+    return f"cpu ({cpu_name()}, {os.cpu_count()} cores)"
 
 
 def reset_peak_rss() -> None:
@@ -179,6 +175,9 @@ class Plan:
     steady_steps: dict[str, int] = field(default_factory=lambda: {"final": 1500, "centers": 4000})
     steady_window: int = 300
     steady_eval_every: int = 50
+    # the final model (hidden 512, batch 1024) and charlm in bf16 and fp32, evals at the ends
+    # only: a few steps, as emulated bf16 (no AMX) takes seconds per final step here
+    bf16_steps: dict[str, int] = field(default_factory=lambda: {"final": 6, "charlm": 6})
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 600, "charlm": 24}, (1, 8, 32))
@@ -192,6 +191,7 @@ QUICK = Plan(
     module_repeats={"digits": 2, "charlm": 1},
     steady_steps={"final": 400, "centers": 800},
     steady_window=150,
+    bf16_steps={"final": 3, "charlm": 3},
 )
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 LADDER_CASES = tuple(LADDER_LR)
@@ -258,17 +258,18 @@ def ladder_case(name: str, store: Store, plan: Plan) -> dict:
     r32 = case["r32_run_steps_per_s"]
     if plan.compiled:
         case["compiled"] = compiled_case(spec, store, base, plan.repeats)
+    evals = {
+        runs: eval_ms_per_run(_spec(name, 1, 32, LADDER_LR[name], plan.n_eval, None), runs)
+        for runs in (1, 32)
+    }
     return {
         "r1_run_steps_per_s": r1,
         **case,
         "plain_loop_steps_per_s": base,
         "vs_plain_loop": r1 / base,
-        **{
-            f"eval_ms_per_run_r{runs}": eval_ms_per_run(
-                _spec(name, 1, 32, LADDER_LR[name], plan.n_eval, None), runs
-            )
-            for runs in (1, 32)
-        },
+        **{f"eval_ms_per_run_r{runs}": ms for runs, ms in evals.items()},
+        # an eval at the paper's cadence against the training steps it reports on (one run)
+        "eval_vs_training": evals[1] / (plan.steady_eval_every * 1000 / r1),
         "speedup_r32": r32 / r1,
         "stacked_vs_plain_loop": r32 / base,
         "store_bytes_per_run": optlab.stored,
@@ -314,6 +315,17 @@ def steady_case(name: str, store: Store, plan: Plan) -> dict:
     }
 
 
+def bf16_cases(store: Store, plan: Plan) -> dict:
+    """``final_bf16`` and ``charlm_bf16``: bf16 against fp32 (``optlab.bench.precision``)."""
+    steps = plan.bf16_steps
+    final = _spec("final", steps["final"], 1024, 3e-3, plan.ladder_eval, 512, steps["final"])
+    charlm = modules.catalog_spec("charlm", steps["charlm"])
+    return {
+        f"{name}_bf16": bf16_case(spec, store, optlab_rate, plan.repeats)
+        for name, spec in (("final", final), ("charlm", charlm))
+    }
+
+
 def run_bench(
     quick: bool = False,
     plan: Plan | None = None,
@@ -331,6 +343,8 @@ def run_bench(
         "threads": torch.get_num_threads(),
         "quick": quick,
         "eval_points": plan.n_eval,
+        "eval_every": plan.steady_eval_every,
+        **cpu_bf16(),
     }
     out["matmul_peak_gflops"] = peak = matmul_peak_gflops()
     with tempfile.TemporaryDirectory() as tmp:
@@ -352,6 +366,7 @@ def run_bench(
         )
         for name in plan.steady_steps:
             (final if name == "final" else ladder[name]).update(steady_case(name, store, plan))
+        bf16 = bf16_cases(store, plan)
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)
@@ -360,7 +375,7 @@ def run_bench(
     charlm["gflop_per_step"] = flops / 1e9
     charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
     charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
-    out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac)
+    out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac, **bf16)
     if with_sweep:
         out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
     if with_executors:

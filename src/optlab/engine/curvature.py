@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from optlab.engine.losses import run_losses
+from optlab.engine.precision import model_outputs
 from optlab.models.stacked import linear_tape
 from optlab.optim.kfac import curvature_losses
 from optlab.probes.base import Jacobians
@@ -41,7 +42,7 @@ class CurvatureStep:
         """(R,) losses, the gradients of their sum, and each Linear layer's (a, g)."""
         params, runs = list(stack.params.values()), len(self.generators)
         with linear_tape() as tape:
-            outputs = stack.model.forward(stack.state, x)
+            outputs = model_outputs(stack.model, stack.state, x, stack.precision)
         if not tape:
             raise ValueError(
                 "optimizer.name: kfac needs an nn.Sequential of Linear layers on optlab's "
@@ -61,7 +62,11 @@ class CurvatureStep:
             torch.autograd.grad(row.sum(), layer_outputs, retain_graph=k + 1 < len(rows))
             for k, row in enumerate(rows)
         ]
-        return loss, grads, _layer_statistics(tape, passes, runs)
+        # with bf16 the taped inputs and output gradients are bfloat16: the statistics in the
+        # parameters' dtype, as the optimizer's state
+        layers = _layer_statistics(tape, passes, runs)
+        dtype = params[0].dtype
+        return loss, grads, {k: (a.to(dtype), g.to(dtype)) for k, (a, g) in layers.items()}
 
 
 def gauss_newton_pass(stack, x: Tensor) -> Jacobians | None:

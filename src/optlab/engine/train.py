@@ -29,6 +29,7 @@ from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
 from optlab.engine.per_sample import PROBE_EXAMPLES, per_sample_pass
+from optlab.engine.precision import check_precision, model_outputs
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
 from optlab.probes.outputs import OUTPUTS, output_sums
@@ -53,7 +54,7 @@ TRAIN_CHUNK_ELEMENTS = 2**18
 # in a sweep of many models and stack sizes)
 COMPILED_SHAPES = 64
 
-LossFunction = Callable[[Model, Params, Tensor, Tensor, str], Tensor]
+LossFunction = Callable[[Model, Params, Tensor, Tensor, str, str], Tensor]
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,13 @@ def task_for(spec: RunSpec) -> Task:
 
 def check_buildable(specs: Sequence[RunSpec]) -> None:
     """Build each distinct task and model of ``specs`` once, so that a factory that fails, a
-    model that cannot serve its task or a text that is not the catalog's stops a sweep before
-    anything is written (a ``ValueError`` with one line). The voronoi task with a
-    hand-written model always builds and is not drawn here (drawing it can take seconds)."""
+    model that cannot serve its task, a text that is not the catalog's or bf16 where the
+    device lacks it stops a sweep before anything is written (a ``ValueError`` with one
+    line). The voronoi task with a hand-written model always builds and is not drawn here
+    (drawing it can take seconds)."""
     seen = set()
     for spec in specs:
+        check_precision(spec, resolve_device(spec.train.device))
         key = json.dumps([spec.task.model_dump(mode="json"), spec.model.model_dump(mode="json")])
         if spec.model.name in MODELS:
             _check_kfac(spec, None)  # a hand-written model has no taped Linear layers
@@ -118,11 +121,12 @@ def evaluate(
     runs: int,
     keep_predictions: bool = False,
     loss: str = "cross_entropy",
+    precision: str = "fp32",
 ) -> Evaluation:
     """Loss, accuracy and output statistics of each run on (x, y), without autograd, in
     pieces of about ``EVAL_CHUNK_ELEMENTS`` activations: a slice of runs times a chunk of
-    points. A regression (``half_mse``) has neither accuracy nor output statistics; a
-    sequence's every position counts as one target."""
+    points, in the run's ``precision``. A regression (``half_mse``) has neither accuracy nor
+    output statistics; a sequence's every position counts as one target."""
     slices, chunk = eval_pieces(runs, len(x), model.width)
     if getattr(model, "whole_set_eval", False):
         chunk = len(x)
@@ -142,7 +146,7 @@ def evaluate(
         r = part.stop - part.start
         for lo in range(0, len(x), chunk):
             xb, yb = x[None, lo : lo + chunk], y[None, lo : lo + chunk]
-            out = model.forward(sub, xb)
+            out = model_outputs(model, sub, xb, precision)
             out = out.expand(r, *out.shape[1:])
             loss_sum[part] += run_losses(out, yb, r, loss) * xb.shape[1]
             if not classify:
@@ -182,6 +186,7 @@ class Stack:
     params: Params  # trained, ready for autograd
     buffers: Params  # per-run state the forward updates itself (BatchNorm's running statistics)
     dtype: torch.dtype
+    precision: str  # train.precision: bf16 autocasts the forward's matmuls
 
     @property
     def state(self) -> Params:
@@ -205,6 +210,7 @@ def build_stack(specs: Sequence[RunSpec], device: torch.device) -> Stack:
         {k: v.to(device, dtype).requires_grad_() for k, v in params.items()},
         {k: v.to(device, dtype if v.is_floating_point() else None) for k, v in buffers.items()},
         dtype,
+        specs[0].train.precision,
     )
 
 
@@ -215,12 +221,17 @@ def run_slices(runs: int, batch: int, width: int) -> list[slice]:
 
 
 def stack_losses(
-    model: Model, state: Params, x: Tensor, y: Tensor, loss: str = "cross_entropy"
+    model: Model,
+    state: Params,
+    x: Tensor,
+    y: Tensor,
+    loss: str = "cross_entropy",
+    precision: str = "fp32",
 ) -> Tensor:
-    """Each run's mean loss (R,) for a stack of parameters (and buffers): the function a
-    step differentiates, and what ``train.compile`` compiles."""
+    """Each run's mean loss (R,) for a stack of parameters (and buffers), its forward in
+    ``precision``: the function a step differentiates, and what ``train.compile`` compiles."""
     runs = next(iter(state.values())).shape[0]
-    return run_losses(model.forward(state, x), y, runs, loss)
+    return run_losses(model_outputs(model, state, x, precision), y, runs, loss)
 
 
 @functools.cache
@@ -245,7 +256,7 @@ def loss_and_grads(
     views of the stack's, so what the forward writes to them lands in the stack."""
     params, buffers, loss_kind = stack.params, stack.buffers, stack.task.loss
     if len(slices) == 1:
-        loss = losses_of(stack.model, stack.state, x, y, loss_kind)
+        loss = losses_of(stack.model, stack.state, x, y, loss_kind, stack.precision)
         return loss, list(torch.autograd.grad(loss.sum(), list(params.values())))
     grads = [torch.empty_like(p) for p in params.values()]
     losses = []
@@ -253,7 +264,7 @@ def loss_and_grads(
         sub = {k: p.detach()[part].requires_grad_() for k, p in params.items()}
         state = {**sub, **{k: b[part] for k, b in buffers.items()}}
         xs, ys = (x, y) if x.shape[0] == 1 else (x[part], y[part])
-        loss = losses_of(stack.model, state, xs, ys, loss_kind)
+        loss = losses_of(stack.model, state, xs, ys, loss_kind, stack.precision)
         for buf, g in zip(grads, torch.autograd.grad(loss.sum(), list(sub.values())), strict=True):
             buf[part] = g
         losses.append(loss.detach())
@@ -309,7 +320,7 @@ def train_group(
     def observe(step: int, final: bool = False) -> tuple[list, list]:
         """Eval loss and accuracy plus every probe's rows at ``step``."""
         keep = recorder.wants_predictions and recorder.arrays_due(step, final)
-        ev = evaluate(model, stack.state, eval_x, eval_y, runs, keep, task.loss)
+        ev = evaluate(model, stack.state, eval_x, eval_y, runs, keep, task.loss, stack.precision)
         rows, arrays = recorder.record(step, params, ev, final)
         return _eval_rows(run_ids, step, ev, task, "eval") + rows, arrays
 
@@ -328,7 +339,7 @@ def train_group(
         x, y = batches(t)
         recorded = (t + 1) % every == 0 or t + 1 == steps
         if not params:
-            loss = run_losses(model.forward(params, x), y, runs, task.loss)
+            loss = run_losses(model_outputs(model, params, x, stack.precision), y, runs, task.loss)
         else:
             if curvature is None:
                 loss, grads = loss_and_grads(losses_of, stack, x, y, slices)
@@ -358,7 +369,9 @@ def train_group(
         store.log(_stored(rows + eval_rows), _stored(arrays))
     seconds = time.perf_counter() - started
     test_x, test_y = task_tensors(task, "test", device, stack.dtype)
-    test = evaluate(model, stack.state, test_x, test_y, runs, loss=task.loss)
+    test = evaluate(
+        model, stack.state, test_x, test_y, runs, loss=task.loss, precision=stack.precision
+    )
     eval_rows, arrays = observe(last_flush, final=True)
     rows += eval_rows + _eval_rows(run_ids, last_flush, test, task, "test")
     diverged = [int(d) if d >= 0 else None for d in diverged_at.tolist()][:own]
@@ -385,7 +398,8 @@ def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params 
 
 def numeric_path(spec: RunSpec, device: torch.device) -> str:
     """How a run is computed, beside what it is (its id): torch's version, the device, the
-    precision, compiled or eager, on CPU whether subnormals are flushed, and after " | " the
+    dtype and with bf16 its autocast (``engine.precision``), compiled or eager, on CPU
+    whether subnormals are flushed, and after " | " the
     update (fused kernel, pure rule, torch.optim class). Runs of one id computed along two
     paths agree only up to float rounding, which chaotic runs amplify; the analysis compares
     runs of one path's machine part (``optlab.analysis.paths``), the update following from
@@ -395,6 +409,7 @@ def numeric_path(spec: RunSpec, device: torch.device) -> str:
         f"torch {torch.__version__}",
         str(device),
         spec.train.dtype,
+        *(["bf16 autocast"] if spec.train.precision == "bf16" else []),
         "compiled" if spec.train.compile else "eager",
     ]
     if spec.train.flush_subnormals and device.type == "cpu":

@@ -14,11 +14,13 @@ nothing; the order is written at each ``init``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, head, torch_linear
+from optlab.models.base import Params, head, thin_matmul, torch_linear
 from optlab.stacking import per_run
 
 SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a scale
@@ -27,13 +29,16 @@ SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a
 def dot_over_norm(x: Tensor, centers: Tensor) -> Tensor:
     """d_j = x·c_j/‖c_j‖² for x (R|1, B, D) and centers (k, D) or (R, k, D): (R|1, B, k)."""
     c_hat = centers / centers.pow(2).sum(-1, keepdim=True)
-    return x @ c_hat.transpose(-1, -2)
+    return thin_matmul(x, c_hat.transpose(-1, -2))
 
 
 def minus_offset(d: Tensor, offset: Tensor) -> Tensor:
     """d − o for each run's offset o (R,), written d + (−o): the same numbers, and autograd
-    then negates the offset's summed gradient (R,) instead of the whole (R, B, k) gradient."""
-    return d + per_run(-offset, 3)
+    then negates the offset's summed gradient (R,) instead of the whole (R, B, k) gradient.
+    At eval a stack's own d (R, B, k) takes the sum in place."""
+    if torch.is_grad_enabled() or d.shape[0] != offset.shape[0]:
+        return d + per_run(-offset, 3)
+    return d.add_(per_run(-offset, 3))
 
 
 class _FixedCenters:
@@ -193,6 +198,7 @@ class Generalized:
         self.dim, self.classes, self.hidden_dim = dim, classes, hidden_dim
         self.width = hidden_dim
         self.act = F.silu if activation == "silu" else torch.abs
+        self.act_ = functools.partial(F.silu, inplace=True) if activation == "silu" else Tensor.abs_
 
     def to(self, device: torch.device) -> Generalized:
         return self
@@ -209,6 +215,10 @@ class Generalized:
         }
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        z = (x / 100.0) @ params["weight"] + per_run(params["bias"], 3)
-        p = torch.softmax(-per_run(params["scale"], 3) * self.act(z), dim=-1)
-        return head(p, params["W"])
+        z = thin_matmul(x / 100.0, params["weight"])
+        bias, minus_scale = per_run(params["bias"], 3), per_run(-params["scale"], 3)
+        if torch.is_grad_enabled():
+            score = minus_scale * self.act(z + bias)
+        else:  # eval: the same numbers, in z's own buffer
+            score = self.act_(z.add_(bias)).mul_(minus_scale)
+        return head(torch.softmax(score, dim=-1), params["W"])

@@ -244,8 +244,8 @@ def _batch_norm(prefix: str, layer: nn.BatchNorm1d) -> Forward:
         runs = stacked[0].shape[0] if stacked else x.shape[0]
         xc = x.expand(runs, *x.shape[1:]).movedim(2, 1)  # (R, F, B[, L])
         update = training and tracking
-        if update:  # the kernel writes the batch statistics s here
-            batch = xc.new_zeros(2, runs * xc.shape[1])
+        if update:  # the kernel writes the batch statistics s here, in the running ones' dtype
+            batch = state[mean].new_zeros(2, runs * xc.shape[1])  # (float32 under bf16 autocast)
             stats = (batch[0], batch[1])
         elif training or not tracking:
             stats = (None, None)
