@@ -1,6 +1,8 @@
 """The command line: bad input exits 2 with one line and writes nothing; run, show, list."""
 
 import json
+import os
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -54,6 +56,19 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         ),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
+        (
+            ["run", "ladder", "--executor", "dask"],
+            "--executor: 'dask' is not allowed: one of local, ray",
+        ),
+        (["reproduce", "paper", "--executor", "mpi"], "--executor: 'mpi' is not allowed"),
+        (
+            ["run", "ladder", "--address", "10.0.0.1:6379"],
+            "--address: '10.0.0.1:6379' is not allowed with --executor local",
+        ),
+        (
+            ["run", "ladder", "--executor", "ray", "--address", "127.0.0.1:1"],
+            "--address: '127.0.0.1:1' is not a Ray cluster this machine can join: nothing answers",
+        ),
         (["run", "ladder", "--max-memory", "lots"], "--max-memory: 'lots'"),
         (["reproduce", "paper", "--max-memory", "-1G"], "--max-memory: '-1G'"),
         (
@@ -155,6 +170,26 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, frag
     assert not store.parent.exists()
 
 
+@pytest.mark.parametrize(
+    "args,option",
+    [
+        (["run", "ladder", "--executor", "ray"], "--executor ray"),
+        (["reproduce", "paper", "--executor", "ray"], "--executor ray"),
+        (["bench", "--executors"], "--executors"),
+    ],
+)
+def test_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, args, option):
+    monkeypatch.setitem(sys.modules, "ray", None)  # ``import ray`` raises ImportError
+    store = tmp_path / "store" / "optlab.db"
+    store_args = [] if args[0] == "bench" else ["--store", str(store)]  # bench has no store
+    result = runner.invoke(app, [*args, *store_args])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip() == f"error: {option}: Ray is not installed; pip install 'optlab[ray]'"
+    )
+    assert not store.parent.exists()
+
+
 def test_run_then_show_json(tmp_path):
     store = str(tmp_path / "s.db")
     result = runner.invoke(
@@ -169,6 +204,24 @@ def test_run_then_show_json(tmp_path):
         app, ["run", "ladder", "--profile", "quick", "--seeds", "1", *TINY, "--store", store]
     )
     assert "8 runs, 0 to train" in again.output
+
+
+def test_run_on_a_local_ray_instance_of_two_workers(tmp_path):
+    import ray
+
+    store = str(tmp_path / "s.db")
+    args = ["run", "ladder", "--profile", "quick", "--seeds", "1", *TINY, "--store", store]
+    try:
+        result = runner.invoke(app, [*args, "--executor", "ray", "--workers", "2"])
+        # two workers, each with its share of the machine's cores
+        assert ray.cluster_resources()["CPU"] == 2 * max(1, (os.cpu_count() or 1) // 2)
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 0, result.output
+    records = json.loads(runner.invoke(app, ["show", "--json", "--store", store]).output)
+    assert len(records) == 8 and {r["status"] for r in records} == {"complete"}
+    exact = next(r for r in records if r["model"] == "exact")
+    assert exact["test_accuracy"] == 1.0 and abs(exact["test_loss"] - 0.31326) < 1e-4
 
 
 def test_list_and_task_plot(tmp_path):

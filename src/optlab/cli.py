@@ -50,6 +50,19 @@ FreshOpt = Annotated[
 WorkersOpt = Annotated[
     int | None, typer.Option("--workers", help="training processes; default: one per core")
 ]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option(
+        "--executor", help="local (a pool of processes) or ray (a Ray task per stack of runs)"
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="with --executor ray: the Ray cluster to join (default: a local Ray instance)",
+    ),
+]
 MaxMemoryOpt = Annotated[
     str | None,
     typer.Option(
@@ -148,14 +161,18 @@ def run(
     workers: WorkersOpt = None,
     max_memory: MaxMemoryOpt = None,
     fresh: FreshOpt = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train an experiment's runs that the store has not finished, then print their results."""
     check_workers(workers)
+    check_executor(executor, address)
     budget = memory_budget(max_memory)
     specs, planned = plan(experiment, set_, profile, seeds, budget)
+    start_executor(executor, address, workers)
     db = open_store(store)
-    train(specs, planned, db, workers, max_memory=budget, fresh=fresh)
+    train(specs, planned, db, workers, max_memory=budget, fresh=fresh, executor=executor)
     run_ids = {p.run_id for p in planned}
     if len(run_ids) > len({(p.experiment, p.case, _cell(p.spec)) for p in planned}):
         print_summary(db, run_ids)  # several seeds per cell
@@ -167,6 +184,34 @@ def run(
 def check_workers(workers: int | None) -> None:
     if workers is not None and workers < 1:
         fail(f"--workers: {workers} is not allowed: must be >= 1")
+
+
+def check_executor(executor: str, address: str | None) -> None:
+    """--executor and --address, or exit 2 with what is allowed (and how to install Ray)."""
+    from optlab.engine import ray_executor
+    from optlab.engine.sweep import EXECUTORS
+
+    if executor not in EXECUTORS:
+        fail(f"--executor: {executor!r} is not allowed: one of {', '.join(EXECUTORS)}")
+    if executor == "ray" and not ray_executor.available():
+        fail(f"--executor ray: Ray is not installed; {ray_executor.INSTALL}")
+    if address is not None and executor != "ray":
+        fail(
+            f"--address: {address!r} is not allowed with --executor {executor}: it names a Ray cluster"
+        )
+
+
+def start_executor(executor: str, address: str | None, workers: int | None) -> None:
+    """Start or join Ray for ``--executor ray`` before the store is touched, or exit 2 with
+    the reason the cluster at ``address`` could not be joined."""
+    if executor != "ray":
+        return
+    from optlab.engine import ray_executor
+
+    try:
+        ray_executor.start(address, workers)
+    except ConnectionError as err:
+        fail(f"--address: {address!r} is not a Ray cluster this machine can join: {err}")
 
 
 def memory_budget(text: str | None) -> int | None:
@@ -189,11 +234,11 @@ def train(
     out: Console = console,
     max_memory: int | None = None,
     fresh: bool = False,
+    executor: str = "local",
 ) -> None:
     """Train what the store lacks of ``planned`` (``fresh``: and what it holds computed
-    along another numeric path), with a progress bar on ``out``."""
+    along another numeric path) with ``executor``, with a progress bar on ``out``."""
     from optlab.engine import pending, run_planned
-    from optlab.engine.sweep import default_workers
 
     todo = pending(planned, db, fresh)
     total = sum(s.train.steps for s in todo)
@@ -205,10 +250,11 @@ def train(
             planned,
             db,
             lambda n: bar.advance(task, n),
-            workers=workers or default_workers(),
+            workers=workers,
             experiments=specs,
             max_memory=max_memory,
             fresh=fresh,
+            executor=executor,
         )
 
 
@@ -497,6 +543,8 @@ def reproduce(
     max_memory: MaxMemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
     fresh: FreshOpt = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Train what is missing, then print each cell over seeds and a verdict per claim, from
@@ -508,10 +556,13 @@ def reproduce(
     from optlab.analysis.paths import compare_one_path
 
     check_workers(workers)
+    check_executor(executor, address)
     budget = memory_budget(max_memory)
     specs, planned = plan(suite, set_, profile, seeds, budget)
+    start_executor(executor, address, workers)
     db = open_store(store)
-    train(specs, planned, db, workers, err_console if as_json else console, budget, fresh)
+    out = err_console if as_json else console
+    train(specs, planned, db, workers, out, budget, fresh, executor)
     convergence.record(db, sorted({p.run_id for p in planned}))
     db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
@@ -674,11 +725,22 @@ def bench(
             "or quick with --quick): wall, CPU, busy share of the cores",
         ),
     ] = False,
+    executors: Annotated[
+        bool,
+        typer.Option(
+            "--executors",
+            help="also train the ladder's quick profile with 2 seeds (1 with --quick) by the "
+            "local pool and by Ray, side by side: Ray's throughput against the pool's",
+        ),
+    ] = False,
 ) -> None:
     """Throughput against the matmul peak and against plain PyTorch loops, in one process."""
     from optlab.bench.measure import LADDER_CASES, run_bench
+    from optlab.engine import ray_executor
 
-    result = run_bench(quick, with_sweep=sweep)
+    if executors and not ray_executor.available():
+        fail(f"--executors: Ray is not installed; {ray_executor.INSTALL}")
+    result = run_bench(quick, with_sweep=sweep, with_executors=executors)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
@@ -778,6 +840,14 @@ def bench(
         console.print(
             f"ladder sweep ({s['profile']} profile, {s['seeds']} seeds, {s['runs']} runs): "
             f"{s['wall_s']:.0f} s wall, {s['cpu_s']:.0f} s CPU, cores busy {s['core_busy']:.0%}"
+        )
+    if "ray" in result:
+        r = result["ray"]
+        console.print(
+            f"ray executor (ladder {r['profile']} profile, {r['seeds']} seeds, {r['runs']} runs): "
+            f"{r['ray_run_steps_per_s']:,.0f} run·steps/s against the local pool's "
+            f"{r['local_pool_run_steps_per_s']:,.0f}: {r['vs_local_pool']:.2f}× "
+            f"(Ray's own start, {r['start_s']:.0f} s, apart)"
         )
     console.print(f"measured in {result['seconds']:.0f} s" + (" (--quick)" if quick else ""))
 

@@ -17,7 +17,10 @@
 9. the final model and charlm in bf16 against fp32, side by side (``optlab.bench.precision``),
    beside the CPU's bfloat16 support;
 10. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
-   it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``).
+   it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``);
+11. with ``executors``, the ladder at its quick profile with 2 seeds (1 if ``quick``) trained
+   by the local pool and by Ray, side by side: Ray's throughput ÷ the pool's
+   (``ray.vs_local_pool``, ``optlab.bench.executors``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from optlab.bench import modules, plain, steady, sweep
+from optlab.bench import executors, modules, plain, steady, sweep
 from optlab.bench.kfac import kfac_case
 from optlab.bench.precision import bf16_case, cpu_bf16
 from optlab.config import RunSpec
@@ -323,9 +326,15 @@ def bf16_cases(store: Store, plan: Plan) -> dict:
     }
 
 
-def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = False) -> dict:
+def run_bench(
+    quick: bool = False,
+    plan: Plan | None = None,
+    with_sweep: bool = False,
+    with_executors: bool = False,
+) -> dict:
     """Every figure of the table, as one dict (the ``--json`` output); ``with_sweep`` adds
-    the ladder sweep (``ladder_sweep``: the paper profile, or the quick one if ``quick``)."""
+    the ladder sweep (``ladder_sweep``: the paper profile, or the quick one if ``quick``),
+    ``with_executors`` Ray against the local pool (``ray``)."""
     plan = plan or (QUICK if quick else FULL)
     keep_freed_memory()  # process-wide: the plain loops run under the same allocator
     started = time.perf_counter()
@@ -369,5 +378,9 @@ def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = 
     out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac, **bf16)
     if with_sweep:
         out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
+    if with_executors:
+        seeds = 1 if quick else 2
+        ray = executors.ray_vs_local_pool(executors.ladder_plan(seeds))
+        out["ray"] = {"profile": "quick", "seeds": seeds, **ray}
     out["seconds"] = time.perf_counter() - started
     return out

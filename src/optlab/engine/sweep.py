@@ -11,7 +11,9 @@ share of the sweep is split, so that no core idles while it finishes on another:
 thread a run's numbers are bitwise the same in any stack (``engine.optimizer``,
 ``engine.train.eval_pieces``), so splitting changes how long a sweep takes, not its
 results. (With several threads torch splits its reductions by tensor size, so a stack's
-size can move a run's last bits: stacks are then left whole.)
+size can move a run's last bits: stacks are then left whole.) The Ray executor
+(``engine.ray_executor``) takes the same stacks and shares of cores, the cluster's CPUs
+counting as the cores, and sends each stack to a Ray task; its driver writes the store.
 """
 
 from __future__ import annotations
@@ -127,26 +129,44 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_planned(
     planned: Sequence[PlannedRun],
     store: Store,
     on_steps: Callable[[int], None] = lambda n: None,
-    workers: int = 1,
+    workers: int | None = 1,
     max_runs: int = MAX_RUNS,
     experiments: Sequence[ExperimentSpec] = (),
     max_memory: int | None = None,
     fresh: bool = False,
+    executor: str = "local",
 ) -> list[Outcome]:
     """Record the plan, then train every pending stack; returns what was trained now.
-    ``max_memory``: bytes for all the training at once, so each of ``workers`` stacks
-    training side by side gets its share. ``fresh``: also retrain runs done along another
-    numeric path than this machine's."""
+    ``workers``: stacks trained side by side (None: one per core of the machine, or of the
+    Ray cluster). ``max_memory``: bytes for all the training at once, so each of
+    ``workers`` stacks gets its share. ``fresh``: also retrain runs done along another
+    numeric path than this machine's. ``executor``: ``local`` (this process, or a pool of
+    ``workers`` processes) or ``ray`` (a task per stack on the Ray cluster this process is
+    connected to, or on a local Ray instance started for it)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor: {executor!r} is not allowed: one of {', '.join(EXECUTORS)}")
+    cores = largest = default_workers()
+    if executor == "ray":
+        from optlab.engine import ray_executor
+
+        ray_executor.start(workers=workers)
+        cores, largest = ray_executor.cluster_cpus()
+    workers = workers or cores
     store.plan(planned, experiments)
     budget = None if max_memory is None else max_memory // max(1, workers)
     stacks = group_runs(pending(planned, store, fresh), max_runs, budget)
-    threads = max(1, default_workers() // workers)
+    threads = min(largest, max(1, cores // workers))  # a task fits on one node
     if threads == 1:
         stacks = balance(stacks, workers)
+    if executor == "ray":
+        return ray_executor.train_stacks(stacks, store, threads, on_steps, fresh)
     if workers <= 1 or len(stacks) <= 1:
         return [o for stack in stacks for o in train_group(stack, store, on_steps, fresh)]
     context = multiprocessing.get_context("spawn")  # no forked OpenMP pools

@@ -37,6 +37,7 @@ from optlab.probes.outputs import OUTPUTS, output_sums
 from optlab.probes.recorder import Recorder
 from optlab.stacking import stack_runs
 from optlab.store import Store
+from optlab.store.record import GroupRecord
 from optlab.tasks import Task, build_task, extra_metrics
 
 # runs × points × width per eval forward pass: 4 MB of float32 activations stay in cache,
@@ -281,13 +282,13 @@ def loss_and_grads(
 
 def train_group(
     specs: Sequence[RunSpec],
-    store: Store,
+    store: Store | GroupRecord,
     on_steps: Callable[[int], None] = lambda n: None,
     redo: bool = False,
 ) -> list[Outcome]:
     """Train runs that differ only in numbers (seed, lr, decay, betas, eps) as one stack:
     those the store leases to this process (another may be training the rest; done runs
-    only if ``redo``)."""
+    only if ``redo``), or all of them into a ``GroupRecord`` that a driver will write."""
     keep_freed_memory()
     spec = specs[0]
     torch.set_flush_denormal(spec.train.flush_subnormals)

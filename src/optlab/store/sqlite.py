@@ -234,17 +234,23 @@ class Store:
         results: Sequence[tuple[str, int | None, float]],
         rows: list[MetricRow],
         arrays: Sequence[ArrayRow] = (),
+        numeric_path: str | None = None,
     ) -> None:
         """Write final metrics (and arrays) and mark each (run_id, diverged_step, seconds) done,
-        atomically."""
+        atomically; ``numeric_path``, where given, replaces the one the runs were leased
+        under (a Ray worker computed them on its own device)."""
         now = time.time()
-        updates = [("complete" if d is None else "diverged", d, now, s, i) for i, d, s in results]
+        updates = [
+            ("complete" if d is None else "diverged", d, now, s, numeric_path, i)
+            for i, d, s in results
+        ]
         self._tx(
             [
                 *_inserts(rows, arrays),
                 (
                     "UPDATE runs SET status = ?, diverged_step = ?, finished = ?, train_seconds = ?, "
-                    "lease_pid = NULL, lease_host = NULL WHERE id = ?",
+                    "numeric_path = COALESCE(?, numeric_path), lease_pid = NULL, lease_host = NULL "
+                    "WHERE id = ?",
                     updates,
                 ),
             ]
