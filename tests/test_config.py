@@ -396,3 +396,11 @@ def test_a_precision_that_cannot_apply_is_one_line(overrides, fragment):
     with pytest.raises(SpecError) as err:
         expand(load_experiment("ladder"), overrides)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_folder_named_like_a_catalog_experiment_leaves_the_name_the_catalogs(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "ladder").mkdir()  # e.g. a folder of the ladder's results
+    monkeypatch.chdir(tmp_path)
+    assert load_experiment("ladder").name == "ladder"

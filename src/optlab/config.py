@@ -897,11 +897,12 @@ def validate_run(tree: dict) -> RunSpec:
 
 
 def _read_tree(source: str | Path | dict) -> dict:
-    """The TOML tree of a file, a catalog name, or the dict itself."""
+    """The TOML tree of a file, a catalog name, or the dict itself (a folder named like a
+    catalog experiment, e.g. ``ladder/`` of results, leaves the name the catalog's)."""
     if isinstance(source, dict):
         return source
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.exists():
             raise SpecError(f"experiment file {str(path)!r} does not exist")
         try:
