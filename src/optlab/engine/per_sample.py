@@ -26,8 +26,9 @@ def check_per_sample(model: Model) -> None:
         isinstance(m, nn.modules.batchnorm._BatchNorm) for m in base.modules()
     ):
         raise ValueError(
-            "model: BatchNorm normalizes by the batch's statistics, so per-example gradients "
-            "are not defined; use normalization 'none' or 'layernorm'"
+            "probes.record: grad_stats needs per-example gradients, which a BatchNorm does not "
+            "define (it normalizes by the batch's statistics); use normalization 'none' or "
+            "'layernorm', or leave grad_stats out"
         )
 
 
@@ -75,11 +76,7 @@ def per_sample_grads(
 PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)
 
 
-def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params | None:
+def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params:
     """The per-example gradients of the fixed batch (x, y) (1, N, ...) at the stack's current
-    weights, for the ``grad_stats`` probe; None where they are not defined (a BatchNorm)."""
-    try:
-        check_per_sample(stack.model)
-    except ValueError:
-        return None
+    weights, for the ``grad_stats`` probe."""
     return per_sample_grads(stack.model, stack.state, x, y, stack.task.loss)
