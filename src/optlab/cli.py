@@ -695,6 +695,12 @@ def bench(
         f"{k['adamw_steps_per_s']:,.0f}: a step costs {k['step_cost_vs_adamw']:.2f}× AdamW's "
         f"({k['gauss_newton_step_cost_vs_adamw']:.2f}× with Gauss-Newton)"
     )
+    for name, g in result["grad_stats"]["overhead"].items():
+        console.print(
+            f"grad_stats on {name}: {g['default_cadence']:.2f}× a run's time at the default "
+            f"cadence (every {g['eval_every']} steps, {g['steps']:,}-step runs), "
+            f"{g['every_step']:.2f}× recorded every step ({g['every_step_steps']}-step runs)"
+        )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]
         console.print(

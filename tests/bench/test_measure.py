@@ -50,6 +50,7 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         steady_steps={"final": 8, "centers": 8},
         steady_window=2,
         steady_eval_every=2,
+        grad_steps={"centers": (4, 2), "final": (2, 2), "charlm": (2, 2)},
     )
     out = run_bench(plan=plan)
     assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
@@ -87,6 +88,11 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
     assert gflop == 32 * 64 * (6 * (12 * 2 * 128**2 + 128 * 100) + 12 * 2 * 64 * 128) / 1e9
     share = 100 * charlm["r1_run_steps_per_s"] * gflop / out["matmul_peak_gflops"]
     assert abs(charlm["pct_of_peak"] - share) < 1e-9 * share
+    for name, (steps, every_step) in plan.grad_steps.items():
+        g = out["grad_stats"]["overhead"][name]
+        assert g["steps"] == steps and g["every_step_steps"] == every_step
+        assert g["default_cadence"] == g["seconds_default"] / g["seconds_without"]
+        assert g["every_step"] == g["seconds_every_step"] / g["seconds_every_step_without"]
 
 
 @needs_compiler

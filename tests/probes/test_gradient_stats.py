@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from optlab.probes.gradient_stats import (
+    Spread,
     cos_update_grad,
-    flatten,
     kl_adam,
     kl_adam_reverse,
     kl_invalid_share,
@@ -34,12 +34,12 @@ def test_kl_is_zero_for_identical_gaussians():
     batch = torch.tensor([4.0, 32.0, 1024.0], dtype=torch.float64)  # each run its own B
     m_hat, v_hat = _moments_matching(G, batch[:, None])
     zero = torch.zeros(3, dtype=torch.float64)
-    torch.testing.assert_close(kl_adam(G, batch, m_hat, v_hat), zero)
-    torch.testing.assert_close(kl_adam_reverse(G, batch, m_hat, v_hat), zero)
-    torch.testing.assert_close(v_hat_tracks(G, batch, m_hat, v_hat), zero + 1)
-    torch.testing.assert_close(kl_invalid_share(G, batch, m_hat, v_hat), zero)
+    torch.testing.assert_close(kl_adam(Spread.of(G), batch, m_hat, v_hat), zero)
+    torch.testing.assert_close(kl_adam_reverse(Spread.of(G), batch, m_hat, v_hat), zero)
+    torch.testing.assert_close(v_hat_tracks(Spread.of(G), batch, m_hat, v_hat), zero + 1)
+    torch.testing.assert_close(kl_invalid_share(Spread.of(G), batch, m_hat, v_hat), zero)
     # the same moments read against a batch 4× larger: Σ/B is a quarter of v̂ − m̂²
-    torch.testing.assert_close(v_hat_tracks(G, 4 * batch, m_hat, v_hat), zero + 4)
+    torch.testing.assert_close(v_hat_tracks(Spread.of(G), 4 * batch, m_hat, v_hat), zero + 4)
 
 
 def test_kl_equals_a_hand_computed_2d_case():
@@ -52,12 +52,16 @@ def test_kl_equals_a_hand_computed_2d_case():
     forward = 0.5 * (math.log(2) + 4 + math.log(0.25))
     # ½[(2 + 1 − 1 + ln ½) + (¼ + ¼ − 1 + ln 4)]
     reverse = 0.5 * (2 + math.log(0.5) - 0.5 + math.log(4))
-    torch.testing.assert_close(kl_adam(G, 2, m_hat, v_hat), torch.tensor([forward]).double())
     torch.testing.assert_close(
-        kl_adam_reverse(G, 2, m_hat, v_hat), torch.tensor([reverse]).double()
+        kl_adam(Spread.of(G), 2, m_hat, v_hat), torch.tensor([forward]).double()
     )
-    # (v̂ − m̂²)/(Σ/B) = (2, ¼)
-    torch.testing.assert_close(v_hat_tracks(G, 2, m_hat, v_hat), torch.tensor([1.125]).double())
+    torch.testing.assert_close(
+        kl_adam_reverse(Spread.of(G), 2, m_hat, v_hat), torch.tensor([reverse]).double()
+    )
+    # (v̂ − m̂²)/(Σ/B) = (2, ¼): geometric mean √(2·¼) = 1/√2
+    torch.testing.assert_close(
+        v_hat_tracks(Spread.of(G), 2, m_hat, v_hat), torch.tensor([0.5**0.5]).double()
+    )
 
 
 def test_invalid_coordinates_are_counted_and_left_out():
@@ -65,13 +69,17 @@ def test_invalid_coordinates_are_counted_and_left_out():
     G = torch.tensor([[[1.0, 0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 0.0]]], dtype=torch.float64)
     m_hat = torch.tensor([[1.0, 2.0, 2.0, 1.0]], dtype=torch.float64)
     v_hat = torch.tensor([[2.0, 3.0, 5.0, 2.0]], dtype=torch.float64)
-    torch.testing.assert_close(kl_invalid_share(G, 2, m_hat, v_hat), torch.tensor([0.5]).double())
+    torch.testing.assert_close(
+        kl_invalid_share(Spread.of(G), 2, m_hat, v_hat), torch.tensor([0.5]).double()
+    )
     # the KLs over coordinates 2 and 3 alone: σ1² = σ2² = 1, μ1 = (2, 1), μ2 = (2, 1): 0
     zero = torch.zeros(1, dtype=torch.float64)
-    torch.testing.assert_close(kl_adam(G, 2, m_hat, v_hat), zero)
-    torch.testing.assert_close(kl_adam_reverse(G, 2, m_hat, v_hat), zero)
+    torch.testing.assert_close(kl_adam(Spread.of(G), 2, m_hat, v_hat), zero)
+    torch.testing.assert_close(kl_adam_reverse(Spread.of(G), 2, m_hat, v_hat), zero)
     # only coordinates 2 and 3 count: Σ/B = (1, 1), v̂ − m̂² = (1, 1)
-    torch.testing.assert_close(v_hat_tracks(G, 2, m_hat, v_hat), torch.tensor([1.0]).double())
+    torch.testing.assert_close(
+        v_hat_tracks(Spread.of(G), 2, m_hat, v_hat), torch.tensor([1.0]).double()
+    )
 
 
 def test_linear_regression_noise_matches_closed_form():
@@ -84,44 +92,53 @@ def test_linear_regression_noise_matches_closed_form():
     x = torch.randn(runs, batch, d, generator=gen, dtype=torch.float64)
     eps = torch.randn(runs, batch, generator=gen, dtype=torch.float64)
     G = (x @ delta - eps)[..., None] * x
-    torch.testing.assert_close(trace_var(G), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0)
-    torch.testing.assert_close(noise_scale(G), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0)
-    torch.testing.assert_close(mean_sq(G), torch.ones(runs).double(), rtol=0.02, atol=0)
-    torch.testing.assert_close(snr(G, 32), torch.full((runs,), 32 / 9).double(), rtol=0.02, atol=0)
-    # the two-batch estimator from single examples and from 10,000 batches of 40: S and |G|²
-    # unbiased, so within 2% of 9 as well (from 8 batches, S would spread about 25%)
-    for small in (1, 40):
-        torch.testing.assert_close(
-            noise_scale_2b(G, small), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0
-        )
+    torch.testing.assert_close(
+        trace_var(Spread.of(G)), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0
+    )
+    torch.testing.assert_close(
+        noise_scale(Spread.of(G)), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0
+    )
+    torch.testing.assert_close(mean_sq(Spread.of(G)), torch.ones(runs).double(), rtol=0.02, atol=0)
+    torch.testing.assert_close(
+        snr(Spread.of(G), 32), torch.full((runs,), 32 / 9).double(), rtol=0.02, atol=0
+    )
+    # the two-batch estimator: S and |G|² unbiased, so within 2% of 9 as well
+    torch.testing.assert_close(
+        noise_scale_2b(Spread.of(G)), torch.full((runs,), 9.0).double(), rtol=0.02, atol=0
+    )
 
 
 def test_two_batch_noise_scale_by_hand():
-    """G = (1, 3, 5, 7), N = 4 (McCandlish et al. 2018, App. A). s = 2: small means 2 and 6,
-    |G_s|² = 20, |G_N|² = 16, |G|² = (4·16 − 2·20)/2 = 12, S = (20 − 16)/(½ − ¼) = 16: 4/3.
-    s = 1: |G_s|² = 21, |G|² = (64 − 21)/3 = 43/3, S = 5/(¾) = 20/3 (the unbiased variance):
-    20/43."""
-    G = torch.tensor([[[1.0], [3.0], [5.0], [7.0]]], dtype=torch.float64)
-    torch.testing.assert_close(noise_scale_2b(G, 2), torch.tensor([4 / 3]).double())
-    torch.testing.assert_close(noise_scale_2b(G), torch.tensor([20 / 43]).double())
-    torch.testing.assert_close(trace_var(G), torch.tensor([20 / 3]).double())
-    with pytest.raises(ValueError, match="small: 4 is not allowed"):
-        noise_scale_2b(G, 4)
+    """G = (1, 3, 5, 7), N = 4, the examples one at a time as the small batches and all four
+    as the big (McCandlish et al. 2018, App. A): |G_small|² = (1 + 9 + 25 + 49)/4 = 21,
+    |G_big|² = 4² = 16, so |G|² = (4·16 − 21)/3 = 43/3 and S = (21 − 16)/(1 − ¼) = 20/3 (the
+    unbiased variance): B_simple = 20/43; the plain estimate is 20/3 over 16 = 5/12."""
+    s = Spread.of(torch.tensor([[[1.0], [3.0], [5.0], [7.0]]], dtype=torch.float64))
+    torch.testing.assert_close(noise_scale_2b(s), torch.tensor([20 / 43]).double())
+    torch.testing.assert_close(trace_var(s), torch.tensor([20 / 3]).double())
+    torch.testing.assert_close(noise_scale(s), torch.tensor([5 / 12]).double())
 
 
 def test_cos_update_grad_by_hand():
     """ḡ = (3, 4) (the mean of (2, 4) and (4, 4)); Δθ = (−4, −3): ⟨Δθ, −ḡ⟩ = 24 over 5·5."""
     G = torch.tensor([[[2.0, 4.0], [4.0, 4.0]]], dtype=torch.float64)
     delta = torch.tensor([[-4.0, -3.0]], dtype=torch.float64)
-    torch.testing.assert_close(cos_update_grad(G, delta), torch.tensor([0.96]).double())
-    torch.testing.assert_close(cos_update_grad(G, -0.1 * G.mean(1)), torch.ones(1).double())
+    torch.testing.assert_close(cos_update_grad(Spread.of(G), delta), torch.tensor([0.96]).double())
+    torch.testing.assert_close(
+        cos_update_grad(Spread.of(G), -0.1 * G.mean(1)), torch.ones(1).double()
+    )
 
 
-def test_flatten_concatenates_tensors_after_the_leading_axes():
-    grads = {"w": torch.zeros(2, 3, 4, 5), "b": torch.ones(2, 3, 5)}
-    flat = flatten(grads, lead=2)
-    assert flat.shape == (2, 3, 25) and flat[..., 20:].eq(1).all()
-    assert flatten(torch.zeros(2, 4, 5), lead=1).shape == (2, 20)
+def test_spread_joins_tensors_as_one_vector():
+    """Two tensors' examples: (R, N, 2, 3) and (R, N, 3); the joined spread is their 9
+    coordinates', and a per-coordinate sum over it is the sum of the parts'."""
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(2, 5, 2, 3, generator=gen), torch.randn(2, 5, 3, generator=gen)
+    whole = Spread.join([Spread.of(a), Spread.of(b)])
+    assert whole.mean.shape == whole.var.shape == (2, 9) and whole.n == 5
+    joined = torch.cat([a.reshape(2, 5, 6), b], dim=-1).double()
+    torch.testing.assert_close(whole.var, joined.var(1))
+    torch.testing.assert_close(trace_var(whole), trace_var(Spread.of(a)) + trace_var(Spread.of(b)))
 
 
 def _recorded(tmp_path, kwargs: dict):

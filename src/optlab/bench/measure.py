@@ -15,7 +15,10 @@
    while, evals at the cadence included: the steady state's steps/s against the start's
    (``optlab.bench.steady``);
 9. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
-   it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``).
+   it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``);
+10. ``grad_stats.overhead``: a run's time with the grad_stats probe at the eval cadence, and
+   every step, over the same run without it, for centers, the final model and charlm
+   (``optlab.bench.grad_stats``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from optlab.bench import modules, plain, steady, sweep
+from optlab.bench import grad_stats, modules, plain, steady, sweep
 from optlab.bench.kfac import kfac_case
 from optlab.config import RunSpec
 from optlab.engine.allocator import keep_freed_memory
@@ -176,6 +179,11 @@ class Plan:
     steady_steps: dict[str, int] = field(default_factory=lambda: {"final": 1500, "centers": 4000})
     steady_window: int = 300
     steady_eval_every: int = 50
+    # grad_stats.overhead: per case, the run's steps at the default cadence (a few eval
+    # periods), and the shorter run's with the probe every step
+    grad_steps: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {"centers": (500, 100), "final": (150, 10), "charlm": (500, 10)}
+    )
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 600, "charlm": 24}, (1, 8, 32))
@@ -189,6 +197,7 @@ QUICK = Plan(
     module_repeats={"digits": 2, "charlm": 1},
     steady_steps={"final": 400, "centers": 800},
     steady_window=150,
+    grad_steps={"centers": (200, 50), "final": (100, 5), "charlm": (250, 5)},
 )
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 LADDER_CASES = tuple(LADDER_LR)
@@ -311,6 +320,18 @@ def steady_case(name: str, store: Store, plan: Plan) -> dict:
     }
 
 
+def grad_stats_case(name: str, store: Store, plan: Plan) -> dict:
+    """grad_stats' overhead on ``name`` (centers, final or charlm) at its cadence and every step."""
+    steps, every_step = plan.grad_steps[name]
+    if name == "final":
+        spec = _spec("final", steps, 1024, 3e-3, plan.n_eval, 512)
+    elif name == "charlm":
+        spec = grad_stats.charlm_spec(steps, eval_every=250)
+    else:
+        spec = _spec(name, steps, 32, LADDER_LR[name], plan.n_eval, None)
+    return grad_stats.overhead(spec, every_step, store, plan.repeats)
+
+
 def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = False) -> dict:
     """Every figure of the table, as one dict (the ``--json`` output); ``with_sweep`` adds
     the ladder sweep (``ladder_sweep``: the paper profile, or the quick one if ``quick``)."""
@@ -343,6 +364,7 @@ def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = 
         )
         for name in plan.steady_steps:
             (final if name == "final" else ladder[name]).update(steady_case(name, store, plan))
+        probe = {name: grad_stats_case(name, store, plan) for name in plan.grad_steps}
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)
@@ -352,6 +374,7 @@ def run_bench(quick: bool = False, plan: Plan | None = None, with_sweep: bool = 
     charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
     charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
     out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac)
+    out["grad_stats"] = {"overhead": probe}
     if with_sweep:
         out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
     out["seconds"] = time.perf_counter() - started
