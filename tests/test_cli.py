@@ -19,7 +19,10 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
 @pytest.mark.parametrize(
     "args,fragment",
     [
-        (["run", "nope"], "catalog: charlm, digits, final, kfac_mechanisms, ladder, mg_toy"),
+        (
+            ["run", "nope"],
+            "catalog: charlm, digits, final, gradient_noise, gradient_noise_centers, gradient_noise_charlm, gradient_noise_final, kfac_mechanisms, ladder, mg_toy",
+        ),
         (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
         (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
         (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
@@ -44,7 +47,10 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         (["report"], "--store"),
         (["export", "tensorboard"], "--store"),
         (["run", "ladder", "--workers", "0"], "--workers: 0"),
-        (["reproduce", "nope"], "catalog: charlm, digits, final, kfac_mechanisms, ladder, mg_toy"),
+        (
+            ["reproduce", "nope"],
+            "catalog: charlm, digits, final, gradient_noise, gradient_noise_centers, gradient_noise_charlm, gradient_noise_final, kfac_mechanisms, ladder, mg_toy",
+        ),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),
         (["run", "ladder", "--max-memory", "lots"], "--max-memory: 'lots'"),

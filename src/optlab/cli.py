@@ -504,6 +504,7 @@ def reproduce(
     from optlab.analysis import convergence
     from optlab.analysis.cells import cells
     from optlab.analysis.claims import judge, method_note
+    from optlab.analysis.gradient_noise import trends
     from optlab.analysis.paths import compare_one_path
 
     check_workers(workers)
@@ -515,6 +516,8 @@ def reproduce(
     db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
+    kl_trends = {spec.name: trends(db, spec.name) for spec in specs}
+    kl_trends = {name: t for name, t in kl_trends.items() if not t.empty}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})
     db.close()
     if as_json:
@@ -536,6 +539,7 @@ def reproduce(
                         for v in verdicts
                     ],
                     "tests": tests,
+                    "kl_adam_trends": {k: t.to_dict("records") for k, t in kl_trends.items()},
                     "numeric_path": compared.path,
                     "not_compared": compared.others,
                 },
@@ -549,6 +553,8 @@ def reproduce(
         console.print(f"[yellow]{compared.note()}[/yellow]")
     for name, table in tables.items():
         print_cells(name, table)
+    for name, table in kl_trends.items():
+        print_trends(name, table)
     if not verdicts:
         return
     out = Table(
@@ -559,6 +565,36 @@ def reproduce(
         out.add_row(v.text, v.source, v.paper, v.value, v.verdict, needed)
     console.print(out)
     console.print(f"profile {profile}. {method_note(tests)}")
+
+
+def print_trends(experiment: str, table) -> None:
+    """The gradient_noise verdicts: does kl_adam fall, stay or grow (analysis.gradient_noise)."""
+    from optlab.analysis.gradient_noise import STAYS_WITHIN
+
+    keys = [c for c in table.columns if c == "case" or c.startswith(("optimizer.", "train."))]
+    out = Table(
+        *keys,
+        "seeds",
+        "ln change of kl_adam, 2nd half [95% CI]",
+        "verdict",
+        "v_hat_tracks 1st → 2nd half",
+    )
+    for r in table.to_dict("records"):
+        out.add_row(
+            *(str(r[k]) for k in keys),
+            str(r["seeds"]),
+            f"{r['change']:+.2f} [{r['change_lo']:+.2f}, {r['change_hi']:+.2f}]",
+            r["verdict"],
+            f"{r['v_hat_tracks_first_half']:.3g} → {r['v_hat_tracks_second_half']:.3g}",
+        )
+    console.print(f"[bold]{experiment}[/bold]: kl_adam over the second half of training")
+    console.print(out)
+    console.print(
+        "ln change: the least-squares slope of ln kl_adam on the step over the second half, times "
+        "its length, mean over seeds [Student-t]; falls / grows: the interval below / above 0; "
+        f"stays: within ±{STAYS_WITHIN:.3f} (1.5×); else inconclusive. v_hat_tracks: each run's "
+        "median over its records in each half, mean over seeds (1: v̂ − m̂² tracks Σ/B)."
+    )
 
 
 def print_cells(experiment: str, table) -> None:
