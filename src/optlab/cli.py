@@ -577,6 +577,7 @@ def print_trends(experiment: str, table) -> None:
         "seeds",
         "ln change of kl_adam, 2nd half [95% CI]",
         "verdict",
+        "kl_adam, 2nd half",
         "v_hat_tracks 1st → 2nd half",
     )
     for r in table.to_dict("records"):
@@ -585,6 +586,7 @@ def print_trends(experiment: str, table) -> None:
             str(r["seeds"]),
             f"{r['change']:+.2f} [{r['change_lo']:+.2f}, {r['change_hi']:+.2f}]",
             r["verdict"],
+            f"{r['second_half_median']:.3g}",
             f"{r['v_hat_tracks_first_half']:.3g} → {r['v_hat_tracks_second_half']:.3g}",
         )
     console.print(f"[bold]{experiment}[/bold]: kl_adam over the second half of training")
@@ -592,8 +594,9 @@ def print_trends(experiment: str, table) -> None:
     console.print(
         "ln change: the least-squares slope of ln kl_adam on the step over the second half, times "
         "its length, mean over seeds [Student-t]; falls / grows: the interval below / above 0; "
-        f"stays: within ±{STAYS_WITHIN:.3f} (1.5×); else inconclusive. v_hat_tracks: each run's "
-        "median over its records in each half, mean over seeds (1: v̂ − m̂² tracks Σ/B)."
+        f"stays: within ±{STAYS_WITHIN:.3f} (1.5×); else inconclusive. kl_adam and v_hat_tracks: "
+        "each run's median over its records in each half, mean over seeds (v_hat_tracks 1: "
+        "v̂ − m̂² tracks Σ/B)."
     )
 
 

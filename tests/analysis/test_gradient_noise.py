@@ -53,6 +53,9 @@ def test_each_cell_gets_its_verdict(tmp_path):
         assert row["change_hi"] - row["change"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
         assert row["verdict"] == case
         assert row["v_hat_tracks_first_half"] == 2.0 and row["v_hat_tracks_second_half"] == 4.0
+    # stays at batch 32: every seed's KL within e^±0.1 of 10 over the second half (median at
+    # t = 70 or 80: 10·e^(slope·75) on average over the seeds' ±0.1 changes)
+    assert table.loc[("stays", 32), "second_half_median"] == pytest.approx(10.0, rel=0.02)
     # batch 256: the seeds 2 apart, the interval far wider than ±ln 1.5 around a mean of 0
     assert table.loc[("stays", 256), "verdict"] == "inconclusive"
     assert table.loc[("stays", 256), "change_hi"] > STAYS_WITHIN

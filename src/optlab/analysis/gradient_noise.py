@@ -65,8 +65,9 @@ def _halves(steps: np.ndarray, values: np.ndarray) -> tuple[float, float]:
 
 def trends(store: Store, experiment: str, metric: str = "kl_adam") -> pd.DataFrame:
     """Per cell (case and grid point) of ``experiment``: the seeds, the mean fitted ln change
-    of ``metric`` over the second half with its 95% interval, the verdict, and v_hat_tracks'
-    first- and second-half medians (means over seeds). Empty where nothing recorded it."""
+    of ``metric`` over the second half with its 95% interval, the verdict, the metric's
+    second-half median, and v_hat_tracks' first- and second-half medians (each a mean over
+    seeds). Empty where nothing recorded it."""
     runs = store.runs(experiment)
     if runs.empty:
         return pd.DataFrame()
@@ -80,12 +81,13 @@ def trends(store: Store, experiment: str, metric: str = "kl_adam") -> pd.DataFra
     series = {name: g.sort_values("step") for name, g in m.groupby(["run_id", "name"])}
     rows = []
     for cell, group in runs.groupby([runs[k].map(_key) for k in keys], sort=False):
-        changes, early, late = [], [], []
+        changes, levels, early, late = [], [], [], []
         for run_id in group["id"]:
             kl = series.get((run_id, metric))
             if kl is None:
                 continue
             changes.append(second_half_change(kl["step"].to_numpy(), kl["value"].to_numpy()))
+            levels.append(_halves(kl["step"].to_numpy(), kl["value"].to_numpy())[1])
             v = series.get((run_id, "v_hat_tracks"))
             if v is not None:
                 first, second = _halves(v["step"].to_numpy(), v["value"].to_numpy())
@@ -103,6 +105,7 @@ def trends(store: Store, experiment: str, metric: str = "kl_adam") -> pd.DataFra
                 "change_lo": e.lo,
                 "change_hi": e.hi,
                 "verdict": verdict(e),
+                "second_half_median": float(np.nanmean(levels)),
                 "v_hat_tracks_first_half": float(np.nanmean(early)) if early else math.nan,
                 "v_hat_tracks_second_half": float(np.nanmean(late)) if late else math.nan,
             }

@@ -2,7 +2,8 @@
 
 The gradient of one example's loss, for every example of a batch and every run of a
 stack: ``vmap`` over runs of ``vmap`` over examples of ``grad``, where each call is the
-model's own forward on a stack of one run and a batch of one example. The batch goes
+model's own forward (its ``per_example_forward`` where it has one: the same function in a
+form cheaper per example) on a stack of one run and a batch of one example. The batch goes
 through in chunks, so that memory holds at most R × chunk gradients of the model at once
 beside the result. What per-sample statistics (gradient noise, Adam's moments against
 the batch's) are computed from.
