@@ -24,7 +24,7 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
     [
         (
             ["run", "nope"],
-            "catalog: adaptive_batch, charlm, digits, final, kfac_mechanisms, ladder",
+            "catalog: adaptive_batch, charlm, digits, final, gradient_noise, gradient_noise_centers",
         ),
         (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
         (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
@@ -52,7 +52,7 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         (["run", "ladder", "--workers", "0"], "--workers: 0"),
         (
             ["reproduce", "nope"],
-            "catalog: adaptive_batch, charlm, digits, final, kfac_mechanisms, ladder",
+            "catalog: adaptive_batch, charlm, digits, final, gradient_noise, gradient_noise_centers",
         ),
         (["reproduce", "paper", "--seeds", "0"], "--seeds: 0"),
         (["reproduce", "paper", "--workers", "0"], "--workers: 0"),

@@ -553,6 +553,7 @@ def reproduce(
     from optlab.analysis.batches import budget_table, varies_batch
     from optlab.analysis.cells import cells
     from optlab.analysis.claims import judge, method_note
+    from optlab.analysis.gradient_noise import trends
     from optlab.analysis.paths import compare_one_path
 
     check_workers(workers)
@@ -570,6 +571,8 @@ def reproduce(
     budgets = {
         spec.name: budget_table(db, spec.name) for spec in specs if varies_batch(db.runs(spec.name))
     }
+    kl_trends = {spec.name: trends(db, spec.name) for spec in specs}
+    kl_trends = {name: t for name, t in kl_trends.items() if not t.empty}
     verdicts, tests = judge(db, experiments={spec.name for spec in specs})
     db.close()
     if as_json:
@@ -592,6 +595,7 @@ def reproduce(
                         for v in verdicts
                     ],
                     "tests": tests,
+                    "kl_adam_trends": {k: t.to_dict("records") for k, t in kl_trends.items()},
                     "numeric_path": compared.path,
                     "not_compared": compared.others,
                 },
@@ -607,6 +611,8 @@ def reproduce(
         print_cells(name, table)
         if name in budgets:
             print_budgets(name, budgets[name])
+    for name, table in kl_trends.items():
+        print_trends(name, table)
     if not verdicts:
         return
     out = Table(
@@ -617,6 +623,39 @@ def reproduce(
         out.add_row(v.text, v.source, v.paper, v.value, v.verdict, needed)
     console.print(out)
     console.print(f"profile {profile}. {method_note(tests)}")
+
+
+def print_trends(experiment: str, table) -> None:
+    """The gradient_noise verdicts: does kl_adam fall, stay or grow (analysis.gradient_noise)."""
+    from optlab.analysis.gradient_noise import STAYS_WITHIN
+
+    keys = [c for c in table.columns if c == "case" or c.startswith(("optimizer.", "train."))]
+    out = Table(
+        *keys,
+        "seeds",
+        "ln change of kl_adam, 2nd half [95% CI]",
+        "verdict",
+        "kl_adam, 2nd half",
+        "v_hat_tracks 1st → 2nd half",
+    )
+    for r in table.to_dict("records"):
+        out.add_row(
+            *(str(r[k]) for k in keys),
+            str(r["seeds"]),
+            f"{r['change']:+.2f} [{r['change_lo']:+.2f}, {r['change_hi']:+.2f}]",
+            r["verdict"],
+            f"{r['second_half_median']:.3g}",
+            f"{r['v_hat_tracks_first_half']:.3g} → {r['v_hat_tracks_second_half']:.3g}",
+        )
+    console.print(f"[bold]{experiment}[/bold]: kl_adam over the second half of training")
+    console.print(out)
+    console.print(
+        "ln change: the least-squares slope of ln kl_adam on the step over the second half, times "
+        "its length, mean over seeds [Student-t]; falls / grows: the interval below / above 0; "
+        f"stays: within ±{STAYS_WITHIN:.3f} (1.5×); else inconclusive. kl_adam and v_hat_tracks: "
+        "each run's median over its records in each half, mean over seeds (v_hat_tracks 1: "
+        "v̂ − m̂² tracks Σ/B)."
+    )
 
 
 def print_cells(experiment: str, table) -> None:
@@ -834,6 +873,12 @@ def bench(
         console.print(
             f"  {name}: {r['bf16_steps_per_s']:,.2f} steps/s against fp32's "
             f"{r['fp32_steps_per_s']:,.2f}, speedup_vs_fp32 {r['speedup_vs_fp32']:.2f}×"
+        )
+    for name, g in result["grad_stats"]["overhead"].items():
+        console.print(
+            f"grad_stats on {name}: {g['default_cadence']:.2f}× a run's time at the default "
+            f"cadence (every {g['eval_every']} steps, {g['steps']:,}-step runs), "
+            f"{g['every_step']:.2f}× recorded every step ({g['every_step_steps']}-step runs)"
         )
     if "ladder_sweep" in result:
         s = result["ladder_sweep"]

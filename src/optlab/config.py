@@ -610,11 +610,15 @@ class ProbeSpec(_Strict):
     """What is recorded beside loss and accuracy, at the eval cadence (see ``optlab.probes``).
 
     ``record`` names probes; the default set is cheap enough for every run. Probes that
-    write arrays (snapshots, predictions) run every ``array_every``-th eval step.
+    write arrays (snapshots, predictions) run every ``array_every``-th eval step; the
+    ``grad_stats`` probe at step 0, every ``grad_every`` steps and at the last.
     """
 
     record: tuple[str, ...] = ("params", "outputs", "scalars")
     array_every: int = Field(1, ge=1, description="heavy probes: every n-th eval step")
+    grad_every: int | None = Field(
+        None, ge=1, description="grad_stats: every n steps; None: the eval cadence"
+    )
 
     @field_validator("record")
     @classmethod
@@ -622,6 +626,14 @@ class ProbeSpec(_Strict):
         for name in record:
             _one_of(name, PROBES, "probe")
         return tuple(dict.fromkeys(record))
+
+    @model_validator(mode="after")
+    def _grad_every_read(self) -> ProbeSpec:
+        if self.grad_every is not None and "grad_stats" not in self.record:
+            raise OptionError(
+                "grad_every", self.grad_every, "only the grad_stats probe reads it; record it"
+            )
+        return self
 
 
 class RunSpec(_Strict):
@@ -722,6 +734,7 @@ ADDED_FIELDS = (
     ("train", "dtype"),
     ("train", "project"),
     ("train", "graft_norms"),
+    ("probes", "grad_every"),
     *(
         ("train", field)
         for field in (

@@ -52,6 +52,7 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         steady_window=2,
         steady_eval_every=2,
         bf16_steps={"final": 3, "charlm": 3},
+        grad_steps={"centers": (4, 2), "final": (2, 2), "charlm": (2, 2)},
     )
     out = run_bench(plan=plan)
     assert out["device"].startswith("cpu") and out["threads"] == torch.get_num_threads()
@@ -99,6 +100,11 @@ def test_bench_reports_the_issues_keys_and_consistent_ratios():
         case = out[name]
         ratio = case["bf16_steps_per_s"] / case["fp32_steps_per_s"]
         assert case["speedup_vs_fp32"] == ratio and case["fp32_steps_per_s"] > 0
+    for name, (steps, every_step) in plan.grad_steps.items():
+        g = out["grad_stats"]["overhead"][name]
+        assert g["steps"] == steps and g["every_step_steps"] == every_step
+        assert g["default_cadence"] == g["seconds_default"] / g["seconds_without"]
+        assert g["every_step"] == g["seconds_every_step"] / g["seconds_every_step_without"]
 
 
 @needs_compiler

@@ -1,4 +1,5 @@
-"""Per-example gradients over a stack equal single-example backward passes, run by run."""
+"""Per-example gradients over a stack equal single-example backward passes, run by run: the
+digits MLP and CNN, the character transformer, the ladder's centers and the final model."""
 
 import pytest
 import torch
@@ -8,10 +9,10 @@ from optlab.engine.per_sample import per_sample_grads
 from optlab.engine.train import build_stack, stack_losses
 
 
-def _stack(**kwargs):
-    spec = RunSpec.model_validate(
-        {"task": {"name": "digits"}, "model": {"name": "mlp", "kwargs": kwargs}}
-    )
+def _stack(model: str = "mlp", task: dict | None = None, **kwargs):
+    """Two runs (seeds 42 and 2) of ``model`` on ``task`` (digits), float32 on the CPU."""
+    fields = {"name": model, "kwargs": kwargs} if kwargs else {"name": model}
+    spec = RunSpec.model_validate({"task": task or {"name": "digits"}, "model": fields})
     return build_stack([spec, spec.with_train(seed=2)], torch.device("cpu"))
 
 
@@ -62,5 +63,29 @@ def test_per_sample_grads_of_half_mse_equal_single_example_backward():
     y = torch.randn(1, 5, 10, generator=torch.Generator().manual_seed(0))  # regression targets
     got = per_sample_grads(stack.model, stack.state, x, y, "half_mse", chunk=2)
     want = _looped(stack, x, y, "half_mse")
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=1e-6)
+
+
+CHARLM = {"name": "charlm", "block_size": 16, "eval_chars": 4096, "test_chars": 4096}
+SMALL_VORONOI = {"n_train": 64, "n_eval": 16, "n_test": 16}
+
+
+@pytest.mark.parametrize(
+    ("model", "task", "kwargs"),
+    [
+        ("cnn", None, {"channels": 4, "width": 16}),  # Conv2d and MaxPool2d, stacked by hand
+        ("char_transformer", CHARLM, {"n_layer": 1, "n_head": 2, "n_embd": 16}),  # vmap path
+        ("centers", SMALL_VORONOI, {}),  # the ladder's rung, hand-written
+        ("final", SMALL_VORONOI, {}),
+    ],
+)
+def test_per_sample_grads_of_other_workloads_equal_single_example_backward(model, task, kwargs):
+    stack = _stack(model, task, **kwargs)
+    x, y = stack.task.tensors("train")
+    x, y = x[None, :5], y[None, :5]
+    got = per_sample_grads(stack.model, stack.state, x, y, stack.task.loss, chunk=2)
+    want = _looped(stack, x, y)
+    assert got.keys() == want.keys() == stack.params.keys()
     for k in want:
         torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=1e-6)

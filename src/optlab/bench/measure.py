@@ -16,9 +16,12 @@
    (``optlab.bench.steady``);
 9. the final model and charlm in bf16 against fp32, side by side (``optlab.bench.precision``),
    beside the CPU's bfloat16 support;
-10. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
+10. ``grad_stats.overhead``: a run's time with the grad_stats probe at the eval cadence, and
+   every step, over the same run without it, for centers, the final model and charlm
+   (``optlab.bench.grad_stats``);
+11. with ``sweep``, the ladder at the paper profile with 5 seeds on every core, as a user runs
    it: wall and CPU seconds and the cores' busy share (``optlab.bench.sweep``);
-11. with ``executors``, the ladder at its quick profile with 2 seeds (1 if ``quick``) trained
+12. with ``executors``, the ladder at its quick profile with 2 seeds (1 if ``quick``) trained
    by the local pool and by Ray, side by side: Ray's throughput ÷ the pool's
    (``ray.vs_local_pool``, ``optlab.bench.executors``).
 """
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from optlab.bench import executors, modules, plain, steady, sweep
+from optlab.bench import executors, grad_stats, modules, plain, steady, sweep
 from optlab.bench.kfac import kfac_case
 from optlab.bench.precision import bf16_case, cpu_bf16
 from optlab.config import RunSpec
@@ -178,6 +181,11 @@ class Plan:
     # the final model (hidden 512, batch 1024) and charlm in bf16 and fp32, evals at the ends
     # only: a few steps, as emulated bf16 (no AMX) takes seconds per final step here
     bf16_steps: dict[str, int] = field(default_factory=lambda: {"final": 6, "charlm": 6})
+    # grad_stats.overhead: per case, the run's steps at the default cadence (a few eval
+    # periods), and the shorter run's with the probe every step
+    grad_steps: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {"centers": (500, 100), "final": (150, 10), "charlm": (500, 10)}
+    )
 
 
 FULL = Plan(300, {"centers": 500, "plus_minus": 2000}, {"digits": 600, "charlm": 24}, (1, 8, 32))
@@ -192,6 +200,7 @@ QUICK = Plan(
     steady_steps={"final": 400, "centers": 800},
     steady_window=150,
     bf16_steps={"final": 3, "charlm": 3},
+    grad_steps={"centers": (200, 50), "final": (100, 5), "charlm": (250, 5)},
 )
 LADDER_LR = {"centers": 1e-2, "plus_minus": 5e-3}
 LADDER_CASES = tuple(LADDER_LR)
@@ -326,6 +335,18 @@ def bf16_cases(store: Store, plan: Plan) -> dict:
     }
 
 
+def grad_stats_case(name: str, store: Store, plan: Plan) -> dict:
+    """grad_stats' overhead on ``name`` (centers, final or charlm) at its cadence and every step."""
+    steps, every_step = plan.grad_steps[name]
+    if name == "final":
+        spec = _spec("final", steps, 1024, 3e-3, plan.n_eval, 512)
+    elif name == "charlm":
+        spec = grad_stats.charlm_spec(steps, eval_every=250)
+    else:
+        spec = _spec(name, steps, 32, LADDER_LR[name], plan.n_eval, None)
+    return grad_stats.overhead(spec, every_step, store, plan.repeats)
+
+
 def run_bench(
     quick: bool = False,
     plan: Plan | None = None,
@@ -367,6 +388,7 @@ def run_bench(
         for name in plan.steady_steps:
             (final if name == "final" else ladder[name]).update(steady_case(name, store, plan))
         bf16 = bf16_cases(store, plan)
+        probe = {name: grad_stats_case(name, store, plan) for name in plan.grad_steps}
         store.close()
     # the peak is the best of its measurements before and after the cases, so that a busy
     # moment on a shared machine does not lower it (and raise the share of it we reach)
@@ -376,6 +398,7 @@ def run_bench(
     charlm["pct_of_peak"] = 100 * charlm["r1_run_steps_per_s"] * flops / 1e9 / best
     charlm["plain_loop_pct_of_peak"] = 100 * charlm["plain_loop_steps_per_s"] * flops / 1e9 / best
     out.update(final=final, **ladder, digits=digits, charlm=charlm, kfac=kfac, **bf16)
+    out["grad_stats"] = {"overhead": probe}
     if with_sweep:
         out["ladder_sweep"] = sweep.ladder_sweep("quick" if quick else "paper")
     if with_executors:

@@ -49,6 +49,12 @@ class Batches:
         self.order = torch.empty(len(seeds), n, dtype=torch.long, device=device)
         self.pos = [n] * len(seeds)  # each run's place in its epoch; n: draw one first
 
+    @property
+    def effective_sizes(self) -> list[int]:
+        """B_t for every step: in dataset mode a batch that covers the set is the set."""
+        n = len(self.x)
+        return [min(b, n) if self.mode == "dataset" else b for b in self.sizes]
+
     def __call__(self, t: int) -> tuple[Tensor, Tensor]:
         """Batch for step t (from 0): x (1 or R, B_t, ...) and y (1 or R, B_t, ...)."""
         b = self.sizes[min(t, len(self.sizes) - 1)]

@@ -2,7 +2,8 @@
 
 The gradient of one example's loss, for every example of a batch and every run of a
 stack: ``vmap`` over runs of ``vmap`` over examples of ``grad``, where each call is the
-model's own forward on a stack of one run and a batch of one example. The batch goes
+model's own forward (its ``per_example_forward`` where it has one: the same function in a
+form cheaper per example) on a stack of one run and a batch of one example. The batch goes
 through in chunks, so that memory holds at most R × chunk gradients of the model at once
 beside the result. What per-sample statistics (gradient noise, Adam's moments against
 the batch's) are computed from.
@@ -26,8 +27,9 @@ def check_per_sample(model: Model) -> None:
         isinstance(m, nn.modules.batchnorm._BatchNorm) for m in base.modules()
     ):
         raise ValueError(
-            "model: BatchNorm normalizes by the batch's statistics, so per-example gradients "
-            "are not defined; use normalization 'none' or 'layernorm'"
+            "probes.record: grad_stats needs per-example gradients, which a BatchNorm does not "
+            "define (it normalizes by the batch's statistics); use normalization 'none' or "
+            "'layernorm', or leave grad_stats out"
         )
 
 
@@ -52,9 +54,11 @@ def per_sample_grads(
     params = {k: v.detach() for k, v in state.items() if v.requires_grad}
     fixed = {k: v.detach() for k, v in state.items() if not v.requires_grad}
 
+    forward = getattr(model, "per_example_forward", model.forward)  # a form cheaper per example
+
     def example_loss(p: Params, rest: Params, xi: Tensor, yi: Tensor) -> Tensor:
         one = {k: v[None] for k, v in {**p, **rest}.items()}
-        return run_losses(model.forward(one, xi[None, None]), yi[None, None], 1, loss)[0]
+        return run_losses(forward(one, xi[None, None]), yi[None, None], 1, loss)[0]
 
     over_batch = vmap(grad(example_loss), in_dims=(None, None, 0, 0), randomness="different")
     dims = (None if x.shape[0] == 1 else 0, None if y.shape[0] == 1 else 0)
@@ -69,17 +73,15 @@ def per_sample_grads(
             over_runs(params, fixed, runs_of(x, lo), runs_of(y, lo))
             for lo in range(0, x.shape[1], chunk)
         ]
+    if len(parts) == 1:  # one chunk: no copy
+        return parts[0]
     return {k: torch.cat([part[k] for part in parts], dim=1) for k in params}
 
 
 PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)
 
 
-def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params | None:
+def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params:
     """The per-example gradients of the fixed batch (x, y) (1, N, ...) at the stack's current
-    weights, for the ``grad_stats`` probe; None where they are not defined (a BatchNorm)."""
-    try:
-        check_per_sample(stack.model)
-    except ValueError:
-        return None
+    weights, for the ``grad_stats`` probe."""
     return per_sample_grads(stack.model, stack.state, x, y, stack.task.loss)

@@ -90,8 +90,8 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
         model = build_model(spec.model, task_for(spec))
         if spec.model.name not in MODELS:
             _check_kfac(spec, model)
-        if spec.train.batch_controller != "none":
-            check_per_sample(model)  # the controller's tests need per-example gradients
+        if spec.train.batch_controller != "none" or "grad_stats" in spec.probes.record:
+            check_per_sample(model)  # the controller's tests and grad_stats read them
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
@@ -324,12 +324,13 @@ def train_group(
         params,
         optimizer,
         every,
+        batches.effective_sizes,
         scale_invariant=getattr(model, "scale_invariant", ()),
         task=task.arrays(),
         scalars_of=getattr(model, "scalars", None),
         gauss_newton=functools.partial(gauss_newton_pass, stack, eval_x[:PROBE_POINTS]),
-        # the training split is moved to the device only where the probe will read it
-        per_sample=per_sample_probe(stack, device) if wants_per_sample(spec) else None,
+        # the training examples reach the device only where the probe will read them
+        per_sample=per_sample_probe(stack, device) if "grad_stats" in spec.probes.record else None,
     )
 
     def observe(step: int, final: bool = False) -> tuple[list, list]:
@@ -351,6 +352,7 @@ def train_group(
     curvature = None  # K-FAC's steps record each Linear layer's statistics too
     if spec.optimizer.name == "kfac":
         curvature = CurvatureStep(spec.optimizer.curvature, seeds)
+    grad_rows = []  # grad-cadence rows of steps between evals, stored with the next eval's
     for t in range(steps):
         mask = None
         if control.kind == "none":
@@ -360,6 +362,7 @@ def train_group(
             x, y, mask = batches.per_run(control.at(t))
             slices = run_slices(runs, x.shape[1], model.width)
         recorded = (t + 1) % every == 0 or t + 1 == steps
+        grad_step = recorder.grad_due(t + 1)
         if not params:
             loss = run_losses(model_outputs(model, params, x, stack.precision), y, runs, task.loss)
         else:
@@ -371,20 +374,23 @@ def train_group(
             if control.due(t + 1, steps):
                 if (factors := control.check(t + 1, stack, x, y, mask, grads)) is not None:
                     optimizer.set_run_lr(factors)
-            if recorded and recorder.wants_update:
-                recorder.before_step(params, grads)
+            keep_update = (recorded or grad_step) and recorder.wants_update
+            if keep_update:
+                recorder.before_step(t + 1, params, grads)
             optimizer.step(grads)
             if norms.active:
                 norms(params)
-            if recorded and recorder.wants_update:
+            if keep_update:
                 recorder.after_step(params)
         loss = loss.detach()
         train_loss[t - last_flush] = loss
+        if grad_step and not recorded:
+            grad_rows += recorder.record(t + 1, params, None)[0]
         if not recorded:
             continue
         window = train_loss[: t + 1 - last_flush]
         diverged_at = first_divergence(window, last_flush, diverged_at)
-        rows = _train_rows(run_ids, last_flush, window.cpu())
+        rows, grad_rows = _train_rows(run_ids, last_flush, window.cpu()) + grad_rows, []
         if control.varies:
             rows += control.rows(run_ids, t + 1)
         on_steps(runs * (t + 1 - last_flush))  # run-steps, as the progress bar counts
@@ -410,17 +416,14 @@ def train_group(
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
 
 
-def wants_per_sample(spec: RunSpec) -> bool:
-    """The grad_stats probe is recorded, on a task with a fixed training set."""
-    return "grad_stats" in spec.probes.record and spec.train.data == "dataset"
-
-
-def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params | None]:
-    """The grad_stats probe's per-example gradients, on the first training examples."""
-    x, y = task_tensors(stack.task, "train", device, stack.dtype)
-    return functools.partial(
-        per_sample_pass, stack, x[None, :PROBE_EXAMPLES], y[None, :PROBE_EXAMPLES]
-    )
+def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params]:
+    """The grad_stats probe's per-example gradients, on the first training examples (in
+    stream mode the first batches' points: a sample of the distribution every batch is
+    drawn from)."""
+    check_per_sample(stack.model)
+    x, y = (t[None, :PROBE_EXAMPLES] for t in stack.task.tensors("train"))
+    x, y = (t.to(device, stack.dtype if t.is_floating_point() else None) for t in (x, y))
+    return functools.partial(per_sample_pass, stack, x, y)
 
 
 def numeric_path(spec: RunSpec, device: torch.device) -> str:

@@ -86,9 +86,10 @@ class Final:
         }
 
     def layernorm(self, x: Tensor, weight: Tensor) -> Tensor:
-        """RMS normalisation, then the weight (only the normalising model comes here; the
-        other folds its weights into the matrices, ``folded_forward``)."""
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
+        """RMS normalisation where the model normalises, then the weight (the training step of
+        a model that does not folds its weights into the matrices, ``folded_forward``)."""
+        if self.normalize:
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
         return x * per_run(weight, x.dim())
 
     def dense(self, x: Tensor, params: Params, prefix: str) -> Tensor:
@@ -98,6 +99,12 @@ class Final:
     def forward(self, params: Params, x: Tensor) -> Tensor:
         if not self.normalize:
             return self.folded_forward(params, x)
+        return self.per_example_forward(params, x)
+
+    def per_example_forward(self, params: Params, x: Tensor) -> Tensor:
+        """The model as written, each layernorm weight its own product: what per-example
+        gradients differentiate (``optlab.engine.per_sample``), where each example's (H, H)
+        gradient is then one outer product, which the folded form scales by n again."""
         h = self.dense(x / 100.0, params, "dense1")
         h = torch.softmax(self.layernorm(h, params["attention.norm"]), dim=-1)
         h = self.dense(h, params, "dense2")

@@ -26,10 +26,12 @@ jacobian       jacobian    ``gn_norm``, ``jacobian_sq``, ``ratio`` and ``jacobia
                            ``ratio_whitened``: θᵀĜθ (gauss_newton factors of a fixed eval
                            batch), E‖∂f/∂x‖²_F (w.r.t. whitened inputs), gn_norm/((L+1)·each)
                            (mechanism 2)
-grad_stats     grad_stats  ``{mean_sq,trace_var,noise_scale,snr}`` and with Adam's moments
-                           ``{kl_adam,kl_adam_reverse,kl_invalid_share,v_hat_tracks,sqrt_v_norm,
-                           sqrt_v_min,sqrt_v_max}``, bare (all parameters) and per ``<tensor>/``,
-                           from per-example gradients of the first 256 training examples
+grad_stats     grad_stats  ``{mean_sq,trace_var,noise_scale,noise_scale_2b,snr,cos_update_grad}``
+                           and with Adam's moments ``{kl_adam,kl_adam_reverse,kl_invalid_share,
+                           v_hat_tracks,sqrt_v_norm,sqrt_v_min,sqrt_v_max}``, bare (all
+                           parameters) and per ``<tensor>/``, from per-example gradients of the
+                           first 256 training examples at the weights the step read; every
+                           ``probes.grad_every`` steps (default: the eval cadence)
 snapshots      (arrays)    ``snapshot/<tensor>`` for tensors of ≤ 8192 entries
 predictions    (arrays)    ``predictions`` (R, N) uint8; ``task/{eval_points,eval_labels,
                            centers,center_labels}`` at step 0
@@ -47,7 +49,9 @@ PROBES: dict[str, Probe] = {
     "scalars": Probe("scalars", tensors.scalars),
     "moments": Probe("moments", optimizer.moments),
     "update": Probe("update", optimizer.step_ratios, needs=frozenset({"update"})),
-    "grad_stats": Probe("grad_stats", gradient_stats.grad_stats),
+    "grad_stats": Probe(
+        "grad_stats", gradient_stats.grad_stats, needs=frozenset({"update"}), grad_cadence=True
+    ),
     "distance": Probe("distance", tensors.distance, needs=frozenset({"init"})),
     "decayed_init": Probe("decayed_init", optimizer.decayed_init, needs=frozenset({"init"})),
     "effective_lr": Probe("effective_lr", invariance.effective_lr),

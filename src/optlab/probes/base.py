@@ -77,7 +77,7 @@ class Jacobians:
 class Observation:
     step: int
     params: Params  # (R, ...) stacks
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None at a step recorded for the grad cadence alone
     init: Params | None = None  # θ_0, kept when a probe needs it
     update: Update | None = None  # None at step 0
     optimizer: Stepper | None = None
@@ -86,17 +86,21 @@ class Observation:
     model_scalars: dict[str, Tensor] = field(default_factory=dict)  # the model's own, (R,) each
     # the engine's Gauss-Newton pass at the current weights, run when a probe calls it
     gauss_newton: Callable[[], Jacobians | None] | None = None
-    # the per-example gradients of a fixed training batch at the current weights, on call
-    per_sample: Callable[[], Params | None] | None = None
+    # the per-example gradients of fixed training examples at the weights the last step read
+    # (θ_{t−1}; θ_0 at step 0), on call
+    per_sample: Callable[[], Params] | None = None
+    batch: Tensor | None = None  # (R,) each run's training batch B in that step
 
 
 @dataclass(frozen=True)
 class Probe:
     """``split``: the metrics split (or the arrays' name prefix); ``needs``: what the engine
     must keep for it ("init", "update", "predictions"); ``arrays``: writes arrays, on the
-    coarser ``probes.array_every`` cadence."""
+    coarser ``probes.array_every`` cadence; ``grad_cadence``: recorded on
+    ``probes.grad_every``'s steps instead of the eval cadence."""
 
     split: str
     measure: Callable[[Observation], dict[str, Tensor]]
     needs: frozenset[str] = frozenset()
     arrays: bool = False
+    grad_cadence: bool = False

@@ -16,7 +16,8 @@ from optlab.store.sqlite import ArrayRow, MetricRow
 class Recorder:
     """Runs a spec's probes (``optlab.config.ProbeSpec``) at every recorded step of a group:
     step 0, each eval step and the end. Array probes run every ``array_every``-th eval step
-    and at both ends."""
+    and at both ends; grad-cadence probes (grad_stats) at step 0, every ``grad_every`` steps
+    (the eval cadence if unset) and at the last step, eval step or not."""
 
     def __init__(
         self,
@@ -25,13 +26,15 @@ class Recorder:
         params: Params,
         optimizer,
         eval_every: int,
+        batch_sizes: Sequence[int],
         scale_invariant: tuple[str, ...] = (),
         task: dict[str, Tensor] | None = None,
         scalars_of=None,
         gauss_newton=None,
         per_sample=None,
     ) -> None:
-        """``scalars_of``: the model's own named scalars of its parameters, if it has any;
+        """``batch_sizes``: B_t for t = 1..steps (the last step is their count);
+        ``scalars_of``: the model's own named scalars of its parameters, if it has any;
         ``gauss_newton``, ``per_sample``: the engine's Gauss-Newton pass and per-example
         gradients on fixed batches (``Observation``)."""
         self.probes = [PROBES[name] for name in spec.record]
@@ -39,6 +42,10 @@ class Recorder:
         self.run_ids = list(run_ids)
         self.optimizer = optimizer
         self.eval_every, self.array_every = eval_every, spec.array_every
+        self.grad_every = spec.grad_every or eval_every
+        self.has_grad_probes = any(p.grad_cadence for p in self.probes)
+        self.batch_sizes = list(batch_sizes)
+        self._per_sample: Params | None = None  # captured before a grad step's update
         self.scale_invariant, self.task = scale_invariant, task or {}
         self.scalars_of = scalars_of if "scalars" in spec.record else None
         self.gauss_newton, self.per_sample = gauss_newton, per_sample
@@ -51,9 +58,17 @@ class Recorder:
     def arrays_due(self, step: int, final: bool = False) -> bool:
         return final or (step // self.eval_every) % self.array_every == 0
 
-    def before_step(self, params: Params, grads: list[Tensor]) -> None:
-        """Call before a step whose result will be recorded (only if ``wants_update``)."""
+    def grad_due(self, step: int) -> bool:
+        """Whether the grad-cadence probes record at ``step``."""
+        last = step == len(self.batch_sizes)
+        return self.has_grad_probes and (step % self.grad_every == 0 or last)
+
+    def before_step(self, step: int, params: Params, grads: list[Tensor]) -> None:
+        """Call before step ``step`` (from 1) if its result will be recorded (only if
+        ``wants_update``); at a grad step, the per-example gradients at these weights too."""
         self._before = (*split_update(self.optimizer, params, grads), grads)
+        if self.per_sample is not None and self.grad_due(step):
+            self._per_sample = self.per_sample()
 
     def after_step(self, params: Params) -> None:
         before, adaptive, grads = self._before
@@ -61,9 +76,14 @@ class Recorder:
 
     @torch.no_grad()
     def record(
-        self, step: int, params: Params, evaluation: Evaluation, final: bool = False
+        self, step: int, params: Params, evaluation: Evaluation | None, final: bool = False
     ) -> tuple[list[MetricRow], list[ArrayRow]]:
-        """Every chosen probe at ``step``: metric rows (one host transfer) and array rows."""
+        """The probes due at ``step``: metric rows (one host transfer) and array rows. Without
+        an ``evaluation`` (a step off the eval cadence) the grad-cadence probes alone."""
+        captured, self._per_sample = self._per_sample, None
+        per_sample = self.per_sample  # at step 0 (no step taken): at θ_0, on call
+        if captured is not None:
+            per_sample = lambda: captured  # noqa: E731 - the weights the step read
         obs = Observation(
             step=step,
             params=params,
@@ -75,10 +95,13 @@ class Recorder:
             task=self.task,
             model_scalars=self.scalars_of(params) if self.scalars_of else {},
             gauss_newton=self.gauss_newton,
-            per_sample=self.per_sample,
+            per_sample=per_sample,
+            batch=self._batch(step, params),
         )
         keys, values, arrays = [], [], []
         for probe in self.probes:
+            if not (self.grad_due(step) if probe.grad_cadence else evaluation is not None):
+                continue
             if probe.arrays:
                 if self.arrays_due(step, final):
                     arrays += self._array_rows(step, probe.measure(obs))
@@ -95,6 +118,12 @@ class Recorder:
                 for run_id, value in zip(self.run_ids, per_run, strict=True)
             ]
         return rows, arrays
+
+    def _batch(self, step: int, params: Params) -> Tensor:
+        """(R,) the batch B of the step that led to ``step`` (of step 1 at step 0)."""
+        device = next(iter(params.values())).device if params else "cpu"
+        b = float(self.batch_sizes[max(step, 1) - 1])
+        return torch.full((len(self.run_ids),), b, device=device)
 
     def _array_rows(self, step: int, named: dict[str, Tensor]) -> list[ArrayRow]:
         out = []

@@ -30,6 +30,7 @@ from optlab.viz.data import (
     experiments,
     load_experiment_record,
 )
+from optlab.viz.gradient_noise import plot_gradient_noise
 from optlab.viz.invariance import plot_angular_equilibrium, plot_grafting, plot_norms
 from optlab.viz.kfac import plot_damping_ratio, plot_factor_traces, plot_jacobian_fit
 from optlab.viz.mg_toy import plot_memorize_generalize
@@ -221,6 +222,9 @@ def _figures(store: Store, rec: ExperimentRecord, folder: Path) -> list[str]:
     out += _invariance_figures(rec, folder)
     out += _kfac_figures(rec, folder)
     out += _batch_figures(rec, folder)
+    png = plot_gradient_noise(rec, folder / "gradient_noise.png")
+    if png:
+        out.append(_figure(png, f"{rec.name}: {GRADIENT_NOISE_CAPTION}"))
     for i, (run_id, condition, seed) in enumerate(
         first_runs[["id", "condition", SEED]].itertuples(index=False)
     ):
@@ -292,6 +296,17 @@ def _group_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
             if png:
                 out.append(_figure(png, f"{rec.name}: {what} per tensor, mean over seeds."))
     return out
+
+
+GRADIENT_NOISE_CAPTION = (
+    "the grad_stats probe over training, whole model, per condition, mean over seeds shaded "
+    "from the lowest to the highest seed (log scale where a panel spans more than a decade): "
+    "the 2025 thesis notepad's KL between the minibatch gradient's Gaussian N(ḡ, Σ/B) and "
+    "Adam's N(m̂, v̂ − m̂²), both directions, and the share of coordinates without a variance "
+    "that both leave out; v̂ − m̂² against Σ/B (Balles and Hennig 2018; dotted: 1, where it "
+    "tracks); the noise scale tr Σ/‖ḡ‖² and its two-batch estimate (McCandlish et al. 2018); "
+    "the signal-to-noise ratio at the run's batch; the step's cosine with −ḡ; ‖√v̂‖."
+)
 
 
 def _invariance_figures(rec: ExperimentRecord, folder: Path) -> list[str]:
