@@ -149,7 +149,7 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         ),
         (
             ["run", "digits", *CONTROL, "--set", "model.kwargs.normalization=batchnorm"],
-            "BatchNorm normalizes by the batch's statistics, so per-example gradients are not",
+            "train.batch_controller: 'norm_test' needs per-example gradients, which a BatchNorm",
         ),
         (
             ["run", "ladder", *CONTROL],

@@ -173,3 +173,18 @@ def test_each_run_steps_with_its_own_lr_factor(name):
     want = [-0.05, 0.1, -0.2] if name == "sgd" else [-0.1, 0.1, -0.1]
     torch.testing.assert_close(step[0], torch.tensor(want), rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(step[1], 2 * torch.tensor(want), rtol=1e-6, atol=1e-7)
+
+
+def test_grad_stats_reads_each_runs_own_batch_under_the_controller(tmp_path):
+    """snr = ‖ḡ‖²/(tr Σ/B) at the B the run stepped with: under the norm test (θ = 0.3 on
+    the toy) that is 2, 4, 8, then 16, the controller's, not the schedule's constant 2."""
+    spec = _toy("norm_test", 0.3).model_copy(deep=True)
+    spec = RunSpec.model_validate({**spec.model_dump(), "probes": {"record": ["grad_stats"]}})
+    store = Store(tmp_path / "s.db")
+    run_planned([_planned(spec)], store)
+    rows = _batch_rows(store, spec.run_id)
+    m = store.metrics([spec.run_id])
+    stats = {n: dict(zip(g["step"], g["value"], strict=True)) for n, g in m.groupby("name")}
+    for step in range(1, 7):
+        batch = stats["snr"][step] * stats["trace_var"][step] / stats["mean_sq"][step]
+        assert batch == pytest.approx(rows["batch_size"][step - 1], rel=1e-5)

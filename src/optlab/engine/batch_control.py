@@ -79,6 +79,7 @@ class BatchControl:
         self.threshold = torch.tensor(threshold, dtype=torch.float64, device=device)
         self.start = t.batch_size  # B_0, against which η follows the batch
         self.sizes = [t.batch_size] * len(specs)  # B for the next step
+        self.used = list(self.sizes)  # B in the latest step (the first's before any)
         self.samples = [0] * len(specs)  # examples seen so far, Σ_t B_t
         self.tests: list[tuple[int, list[float]]] = []  # (step, statistic per run), not yet stored
 
@@ -91,6 +92,7 @@ class BatchControl:
         """Each run's batch size at step t (from 0), counted into the samples it has seen."""
         if self.schedule is not None:
             self.sizes = [self.schedule[t]] * len(self.sizes)
+        self.used = list(self.sizes)
         self.samples = [s + b for s, b in zip(self.samples, self.sizes, strict=True)]
         return self.sizes
 

@@ -19,17 +19,17 @@ from optlab.engine.losses import run_losses
 from optlab.models.base import Model, Params
 
 
-def check_per_sample(model: Model) -> None:
+def check_per_sample(model: Model, needs: str = "per_sample_grads") -> None:
     """A BatchNorm mixes the examples of a batch (the forward trains it on the batch's
-    statistics), so one example's gradient is not defined: refuse such a model."""
+    statistics), so one example's gradient is not defined: refuse such a model, naming the
+    setting that ``needs`` them (e.g. ``probes.record: grad_stats``)."""
     base = getattr(model, "base", None)
     if isinstance(base, nn.Module) and any(
         isinstance(m, nn.modules.batchnorm._BatchNorm) for m in base.modules()
     ):
         raise ValueError(
-            "probes.record: grad_stats needs per-example gradients, which a BatchNorm does not "
-            "define (it normalizes by the batch's statistics); use normalization 'none' or "
-            "'layernorm', or leave grad_stats out"
+            f"{needs} needs per-example gradients, which a BatchNorm does not define (it "
+            "normalizes by the batch's statistics); use normalization 'none' or 'layernorm'"
         )
 
 

@@ -90,8 +90,10 @@ def check_buildable(specs: Sequence[RunSpec]) -> None:
         model = build_model(spec.model, task_for(spec))
         if spec.model.name not in MODELS:
             _check_kfac(spec, model)
-        if spec.train.batch_controller != "none" or "grad_stats" in spec.probes.record:
-            check_per_sample(model)  # the controller's tests and grad_stats read them
+        if spec.train.batch_controller != "none":  # its tests read per-example gradients
+            check_per_sample(model, f"train.batch_controller: {spec.train.batch_controller!r}")
+        if "grad_stats" in spec.probes.record:
+            check_per_sample(model, "probes.record: grad_stats")
         setting = needs_scale_invariant(spec)
         if setting and not getattr(model, "scale_invariant", ()):
             raise ValueError(
@@ -324,7 +326,8 @@ def train_group(
         params,
         optimizer,
         every,
-        batches.effective_sizes,
+        steps,
+        functools.partial(batch_of, control, batches.effective_sizes, runs),
         scale_invariant=getattr(model, "scale_invariant", ()),
         task=task.arrays(),
         scalars_of=getattr(model, "scalars", None),
@@ -416,11 +419,19 @@ def train_group(
     return [Outcome(*fields) for fields in zip(run_ids, diverged, loss, acc, strict=True)]
 
 
+def batch_of(control: BatchControl, sizes: Sequence[int], runs: int, step: int) -> list[int]:
+    """Each run's batch B in the step that led to ``step`` (step 1's at step 0): the batch
+    controller's own per run, else the schedule's (as the data serves it)."""
+    if control.kind != "none":
+        return control.used
+    return [sizes[max(step, 1) - 1]] * runs
+
+
 def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params]:
     """The grad_stats probe's per-example gradients, on the first training examples (in
     stream mode the first batches' points: a sample of the distribution every batch is
     drawn from)."""
-    check_per_sample(stack.model)
+    check_per_sample(stack.model, "probes.record: grad_stats")
     x, y = (t[None, :PROBE_EXAMPLES] for t in stack.task.tensors("train"))
     x, y = (t.to(device, stack.dtype if t.is_floating_point() else None) for t in (x, y))
     return functools.partial(per_sample_pass, stack, x, y)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -26,14 +26,16 @@ class Recorder:
         params: Params,
         optimizer,
         eval_every: int,
-        batch_sizes: Sequence[int],
+        steps: int,
+        batch_of: Callable[[int], Sequence[int]],
         scale_invariant: tuple[str, ...] = (),
         task: dict[str, Tensor] | None = None,
         scalars_of=None,
         gauss_newton=None,
         per_sample=None,
     ) -> None:
-        """``batch_sizes``: B_t for t = 1..steps (the last step is their count);
+        """``batch_of(step)``: each run's training batch B in the step that led to ``step``
+        (step 1's at step 0), a schedule's or a batch controller's;
         ``scalars_of``: the model's own named scalars of its parameters, if it has any;
         ``gauss_newton``, ``per_sample``: the engine's Gauss-Newton pass and per-example
         gradients on fixed batches (``Observation``)."""
@@ -44,7 +46,7 @@ class Recorder:
         self.eval_every, self.array_every = eval_every, spec.array_every
         self.grad_every = spec.grad_every or eval_every
         self.has_grad_probes = any(p.grad_cadence for p in self.probes)
-        self.batch_sizes = list(batch_sizes)
+        self.steps, self.batch_of = steps, batch_of
         self._per_sample: Params | None = None  # captured before a grad step's update
         self.scale_invariant, self.task = scale_invariant, task or {}
         self.scalars_of = scalars_of if "scalars" in spec.record else None
@@ -60,7 +62,7 @@ class Recorder:
 
     def grad_due(self, step: int) -> bool:
         """Whether the grad-cadence probes record at ``step``."""
-        last = step == len(self.batch_sizes)
+        last = step == self.steps
         return self.has_grad_probes and (step % self.grad_every == 0 or last)
 
     def before_step(self, step: int, params: Params, grads: list[Tensor]) -> None:
@@ -120,10 +122,10 @@ class Recorder:
         return rows, arrays
 
     def _batch(self, step: int, params: Params) -> Tensor:
-        """(R,) the batch B of the step that led to ``step`` (of step 1 at step 0)."""
+        """(R,) each run's batch B in the step that led to ``step`` (step 1's at step 0)."""
         device = next(iter(params.values())).device if params else "cpu"
-        b = float(self.batch_sizes[max(step, 1) - 1])
-        return torch.full((len(self.run_ids),), b, device=device)
+        sizes = [float(b) for b in self.batch_of(step)]
+        return torch.tensor(sizes, device=device)
 
     def _array_rows(self, step: int, named: dict[str, Tensor]) -> list[ArrayRow]:
         out = []
