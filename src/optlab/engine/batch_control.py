@@ -23,17 +23,26 @@ et al. 2017) keeps η/B fixed; with ``hold`` it stays η.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from optlab.config import RunSpec
 from optlab.engine.per_sample import per_sample_grads
-from optlab.models.base import Params
+from optlab.models.base import Model, Params
+from optlab.tasks import Task
 
-if TYPE_CHECKING:  # the training loop imports this module
-    from optlab.engine.train import Stack
+
+class Stack(Protocol):
+    """What a test reads of the training loop's stack (``engine.train.Stack``), named here
+    so that this module need not import the loop that imports it."""
+
+    model: Model
+    task: Task
+
+    @property
+    def state(self) -> Params: ...
 
 # per-example gradients held at once while a test's sums are taken: R × chunk × d floats
 # (16M: 64 MB in float32, beside a float64 copy of a chunk's deviations)
