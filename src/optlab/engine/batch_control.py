@@ -44,6 +44,7 @@ class Stack(Protocol):
     @property
     def state(self) -> Params: ...
 
+
 # per-example gradients held at once while a test's sums are taken: R × chunk × d floats
 # (16M: 64 MB in float32, beside a float64 copy of a chunk's deviations)
 CHECK_ELEMENTS = 2**24
@@ -91,11 +92,8 @@ class BatchControl:
         self.used = list(self.sizes)  # B in the latest step (the first's before any)
         self.samples = [0] * len(specs)  # examples seen so far, Σ_t B_t
         self.tests: list[tuple[int, list[float]]] = []  # (step, statistic per run), not yet stored
-
-    @property
-    def varies(self) -> bool:
-        """Whether a run's batch can change over training (a schedule or a controller)."""
-        return self.schedule is None or len(set(self.schedule)) > 1
+        # whether a run's batch can change over training (a schedule or a controller)
+        self.varies = self.schedule is None or len(set(self.schedule)) > 1
 
     def at(self, t: int) -> list[int]:
         """Each run's batch size at step t (from 0), counted into the samples it has seen."""

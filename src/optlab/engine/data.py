@@ -61,8 +61,17 @@ class Batches:
         if self.mode == "stream":
             lo = t * b if len(self.sizes) == 1 else self.starts[t]
             return self.x[None, lo : lo + b], self.y[None, lo : lo + b]
-        x, y, _ = self.per_run([b] * len(self.generators))
-        return x, y
+        n = len(self.x)
+        if b >= n:
+            return self.x[None], self.y[None]
+        pos = self.pos[0]  # every run at the same place: one shared slice, as ``per_run`` draws
+        if pos + b > n:
+            perms = [torch.randperm(n, generator=g) for g in self.generators]
+            self.order = torch.stack(perms).to(self.order.device)
+            pos = 0
+        self.pos = [pos + b] * len(self.generators)
+        idx = self.order[:, pos : pos + b]
+        return self.x[idx], self.y[idx]
 
     def per_run(self, sizes: Sequence[int]) -> tuple[Tensor, Tensor, Tensor | None]:
         """Dataset mode, run r's next ``sizes[r]`` examples of its own epoch (each run's

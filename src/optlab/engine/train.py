@@ -360,7 +360,8 @@ def train_group(
         mask = None
         if control.kind == "none":
             x, y = batches(t)
-            control.at(t)
+            if control.varies:  # a milestone schedule: its samples counted for the rows
+                control.at(t)
         else:
             x, y, mask = batches.per_run(control.at(t))
             slices = run_slices(runs, x.shape[1], model.width)

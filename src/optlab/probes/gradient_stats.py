@@ -128,7 +128,10 @@ def kl_adam(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor) -> T
 
 def kl_adam_reverse(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     """KL(N(m̂, diag(v̂ − m̂²)) ‖ N(ḡ, diag(Σ/B))), the other direction of ``kl_adam``."""
-    mu1, var1, mu2, var2, invalid = _gaussians(s, batch, m_hat, v_hat)
+    return _kl_reverse(*_gaussians(s, batch, m_hat, v_hat))
+
+
+def _kl_reverse(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
     return _kl(mu2, var2, mu1, var1, invalid)
 
 
@@ -143,7 +146,10 @@ def v_hat_tracks(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor)
     variance (Balles and Hennig 2018). Geometric, as a ratio of variances is a scale: the
     arithmetic mean is the few coordinates whose Σ_ii/B is tiny (1e13 on the final model at
     B = 1024). Coordinates either variance of is ≤ 0 are left out; nan if none is left."""
-    _, var1, _, var2, invalid = _gaussians(s, batch, m_hat, v_hat)
+    return _tracks(*_gaussians(s, batch, m_hat, v_hat))
+
+
+def _tracks(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
     log_ratio = (var2 / var1).log().masked_fill(invalid, 0.0)
     return (log_ratio.sum(-1) / (~invalid).sum(-1)).exp()
 
@@ -193,11 +199,12 @@ def grad_stats(obs: Observation) -> dict[str, Tensor]:
         if prefix in pairs:
             m_hat, v_hat = pairs[prefix]
             sqrt_v = v_hat.sqrt()
+            gaussians = _gaussians(s, batch, m_hat, v_hat)  # built once for the four below
             out |= {
-                f"{prefix}kl_adam": kl_adam(s, batch, m_hat, v_hat),
-                f"{prefix}kl_adam_reverse": kl_adam_reverse(s, batch, m_hat, v_hat),
-                f"{prefix}kl_invalid_share": kl_invalid_share(s, batch, m_hat, v_hat),
-                f"{prefix}v_hat_tracks": v_hat_tracks(s, batch, m_hat, v_hat),
+                f"{prefix}kl_adam": _kl(*gaussians),
+                f"{prefix}kl_adam_reverse": _kl_reverse(*gaussians),
+                f"{prefix}kl_invalid_share": gaussians[-1].double().mean(-1),
+                f"{prefix}v_hat_tracks": _tracks(*gaussians),
                 f"{prefix}sqrt_v_norm": sqrt_v.norm(dim=-1),
                 f"{prefix}sqrt_v_min": sqrt_v.amin(-1),
                 f"{prefix}sqrt_v_max": sqrt_v.amax(-1),
