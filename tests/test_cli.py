@@ -29,6 +29,7 @@ HUGE_STREAM = ["--set", "train.steps=10000000", "--set", "train.batch_size=1024"
         (["run", "ladder", "--set", "optimizer.lr=-1"], "optimizer.lr: -1"),
         (["run", "ladder", "--set", "optimizer.betas=[0.9, 1.5]"], "optimizer.betas"),
         (["run", "ladder", "--set", "train.batch_size=0"], "train.batch_size: 0"),
+        (["run", "final", "--cases", "baseline,nope"], "--cases: 'nope' is not a case here"),
         (["run", "ladder", "--set", "task.classes=1"], "task.classes: 1"),
         (["run", "ladder", "--set", "task.dim=0"], "task.dim: 0"),
         (["run", "ladder", "--set", "bogus.key=1"], "unknown key 'bogus.key'"),
@@ -321,6 +322,20 @@ def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experimen
     assert [v["verdict"] for v in out["verdicts"]] == [v.verdict for v in judged]
     again = runner.invoke(app, [a for a in args if a != "--json"])
     assert "4 runs, 0 to train" in again.output
+
+
+def test_cases_slice_a_sweep_that_a_later_run_without_them_resumes(tmp_path):
+    store = str(tmp_path / "s.db")
+    args = ["reproduce", "ladder", "--profile", "quick", "--seeds", "1", *TINY, "--store", store]
+    sliced = runner.invoke(app, [*args, "--cases", "center_labels,learn_offset", "--json"])
+    assert sliced.exit_code == 0, sliced.output
+    out = json.loads(sliced.output[sliced.output.index("{") :])
+    assert [c["case"] for c in out["cells"]["ladder"]] == ["center_labels", "learn_offset"]
+    assert set(Store(store).runs("ladder")["case"]) == {"center_labels", "learn_offset"}
+    whole = runner.invoke(app, ["run", *args[1:]])
+    assert whole.exit_code == 0, whole.output
+    cases = len(load_experiment("ladder").cases)
+    assert f"{cases} runs, {cases - 2} to train" in whole.output
 
 
 def test_a_users_own_module_trains_through_optlab_run_with_four_seeds_stacked(

@@ -41,6 +41,14 @@ ProfileOpt = Annotated[
     str, typer.Option("--profile", help="paper (the spec as written), quick, or another it defines")
 ]
 SeedsOpt = Annotated[int | None, typer.Option("--seeds", help="seeds per cell")]
+CasesOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--cases",
+        help="only these cases (repeat, or comma-separated): a slice of a long sweep, which "
+        "a later run without it resumes",
+    ),
+]
 FreshOpt = Annotated[
     bool,
     typer.Option(
@@ -91,10 +99,11 @@ def plan(
     profile: str,
     seeds: int | None = None,
     max_memory: int | None = None,
+    cases: list[str] | None = None,
 ) -> tuple[list[ExperimentSpec], list[PlannedRun]]:
-    """Load, override and expand an experiment or a suite, or exit 2 with the reason (sizes
-    that ``max_memory``, else the machine's available memory, cannot hold among them); warn
-    on stderr where an override replaces what cases set."""
+    """Load, override and expand an experiment or a suite (only ``cases``, where given), or
+    exit 2 with the reason (sizes that ``max_memory``, else the machine's available memory,
+    cannot hold among them); warn on stderr where an override replaces what cases set."""
     if seeds is not None and seeds < 1:
         fail(f"--seeds: {seeds} is not allowed: must be >= 1")
     try:
@@ -106,6 +115,8 @@ def plan(
             planned += expand(spec, overrides, profile=profile, seeds=seed_list)
     except SpecError as err:
         fail(str(err))
+    if cases:
+        planned = only_cases(planned, cases)
     from optlab.engine.memory import available_memory, check_fits, size_text
     from optlab.engine.train import check_buildable
 
@@ -124,6 +135,17 @@ def plan(
         if note := overridden_note(spec, overrides, profile, runs):
             typer.echo(f"warning: {note}", err=True)
     return specs, planned
+
+
+def only_cases(planned: list[PlannedRun], cases: list[str]) -> list[PlannedRun]:
+    """The runs of the named ``cases`` (``--cases a,b`` or repeated), or exit 2 naming one
+    that no experiment has."""
+    names = [c.strip() for text in cases for c in text.split(",") if c.strip()]
+    known = list(dict.fromkeys(p.case for p in planned))
+    for name in names:
+        if name not in known:
+            fail(f"--cases: {name!r} is not a case here; valid: {', '.join(known)}")
+    return [p for p in planned if p.case in names]
 
 
 @app.command("list")
@@ -158,6 +180,7 @@ def run(
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
+    cases: CasesOpt = None,
     workers: WorkersOpt = None,
     max_memory: MaxMemoryOpt = None,
     fresh: FreshOpt = False,
@@ -169,7 +192,7 @@ def run(
     check_workers(workers)
     check_executor(executor, address)
     budget = memory_budget(max_memory)
-    specs, planned = plan(experiment, set_, profile, seeds, budget)
+    specs, planned = plan(experiment, set_, profile, seeds, budget, cases)
     start_executor(executor, address, workers)
     db = open_store(store)
     train(specs, planned, db, workers, max_memory=budget, fresh=fresh, executor=executor)
@@ -539,6 +562,7 @@ def reproduce(
     set_: SetOpt = None,
     seeds: SeedsOpt = None,
     profile: ProfileOpt = "paper",
+    cases: CasesOpt = None,
     workers: WorkersOpt = None,
     max_memory: MaxMemoryOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="cells and verdicts as JSON")] = False,
@@ -559,7 +583,7 @@ def reproduce(
     check_workers(workers)
     check_executor(executor, address)
     budget = memory_budget(max_memory)
-    specs, planned = plan(suite, set_, profile, seeds, budget)
+    specs, planned = plan(suite, set_, profile, seeds, budget, cases)
     start_executor(executor, address, workers)
     db = open_store(store)
     out = err_console if as_json else console
