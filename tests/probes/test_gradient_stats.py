@@ -11,6 +11,7 @@ import torch
 from optlab.probes.gradient_stats import (
     Spread,
     cos_update_grad,
+    grad_stats,
     kl_adam,
     kl_adam_reverse,
     kl_invalid_share,
@@ -139,6 +140,60 @@ def test_spread_joins_tensors_as_one_vector():
     joined = torch.cat([a.reshape(2, 5, 6), b], dim=-1).double()
     torch.testing.assert_close(whole.var, joined.var(1))
     torch.testing.assert_close(trace_var(whole), trace_var(Spread.of(a)) + trace_var(Spread.of(b)))
+
+
+def test_the_probe_equals_the_pure_statistics_per_tensor_and_over_all():
+    """One pass over all coordinates, summed per tensor, against each statistic computed on
+    each tensor's own spread and on the joined one; v̂ − m̂² ≤ 0 in some coordinates."""
+    from types import SimpleNamespace
+
+    gen = torch.Generator().manual_seed(3)
+    runs, shapes = 2, {"w": (4, 3), "b": (3,), "s": ()}
+    spreads = {
+        k: Spread.of(torch.randn(runs, 16, *shape, generator=gen).double())
+        for k, shape in shapes.items()
+    }
+    m = {k: s.mean + 0.1 * torch.randn(s.mean.shape, generator=gen) for k, s in spreads.items()}
+    v = {
+        k: (m[k].pow(2) + s.var * torch.rand(s.var.shape, generator=gen) - 0.2).clamp_min(1e-3)
+        for k, s in spreads.items()
+    }
+    step = {k: torch.randn(runs, *shape, generator=gen).double() for k, shape in shapes.items()}
+    batch = torch.tensor([8.0, 32.0])
+    obs = SimpleNamespace(
+        per_sample=lambda: spreads, batch=batch, update=SimpleNamespace(delta=step), optimizer=None
+    )
+    import optlab.probes.gradient_stats as module
+
+    original = module.adam_moments
+    module.adam_moments = lambda _: {k: (m[k], v[k]) for k in shapes}
+    try:
+        got = grad_stats(obs)
+    finally:
+        module.adam_moments = original
+    parts = {f"{k}/": (s, m[k], v[k], step[k].reshape(runs, -1)) for k, s in spreads.items()}
+    joined = Spread.join(list(spreads.values()))
+    cat = lambda d: torch.cat([d[k].reshape(runs, -1) for k in shapes], -1)  # noqa: E731
+    parts[""] = (joined, cat(m), cat(v), cat(step))
+    for prefix, (s, m_hat, v_hat, delta) in parts.items():
+        want = {
+            "mean_sq": mean_sq(s),
+            "trace_var": trace_var(s),
+            "noise_scale": noise_scale(s),
+            "noise_scale_2b": noise_scale_2b(s),
+            "snr": snr(s, batch.double()),
+            "cos_update_grad": cos_update_grad(s, delta),
+            "kl_adam": kl_adam(s, batch.double(), m_hat, v_hat),
+            "kl_adam_reverse": kl_adam_reverse(s, batch.double(), m_hat, v_hat),
+            "kl_invalid_share": kl_invalid_share(s, batch.double(), m_hat, v_hat),
+            "v_hat_tracks": v_hat_tracks(s, batch.double(), m_hat, v_hat),
+            "sqrt_v_norm": v_hat.sqrt().norm(dim=-1),
+            "sqrt_v_min": v_hat.sqrt().amin(-1),
+            "sqrt_v_max": v_hat.sqrt().amax(-1),
+        }
+        for name, value in want.items():
+            torch.testing.assert_close(got[f"{prefix}{name}"], value, msg=f"{prefix}{name}")
+    assert 0 < got["kl_invalid_share"].min() < 1  # some coordinates were left out
 
 
 def _recorded(tmp_path, kwargs: dict):

@@ -76,12 +76,3 @@ def per_sample_grads(
     if len(parts) == 1:  # one chunk: no copy
         return parts[0]
     return {k: torch.cat([part[k] for part in parts], dim=1) for k in params}
-
-
-PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)
-
-
-def per_sample_pass(stack, x: Tensor, y: Tensor) -> Params:
-    """The per-example gradients of the fixed batch (x, y) (1, N, ...) at the stack's current
-    weights, for the ``grad_stats`` probe."""
-    return per_sample_grads(stack.model, stack.state, x, y, stack.task.loss)

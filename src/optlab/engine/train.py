@@ -26,10 +26,11 @@ from optlab.engine.allocator import keep_freed_memory
 from optlab.engine.batch_control import BatchControl
 from optlab.engine.curvature import PROBE_POINTS, CurvatureStep, gauss_newton_pass
 from optlab.engine.data import Batches, task_tensors
+from optlab.engine.grad_moments import PROBE_EXAMPLES, Spread, probe_spreads
 from optlab.engine.losses import run_losses
 from optlab.engine.norms import SHADOW, NormControl, needs_scale_invariant, shadows
 from optlab.engine.optimizer import StackedOptimizer, update_path
-from optlab.engine.per_sample import PROBE_EXAMPLES, check_per_sample, per_sample_pass
+from optlab.engine.per_sample import check_per_sample
 from optlab.engine.precision import check_precision, model_outputs
 from optlab.models import MODELS, Model, Params, build_model
 from optlab.probes import Evaluation
@@ -428,14 +429,15 @@ def batch_of(control: BatchControl, sizes: Sequence[int], runs: int, step: int) 
     return [sizes[max(step, 1) - 1]] * runs
 
 
-def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], Params]:
-    """The grad_stats probe's per-example gradients, on the first training examples (in
+def per_sample_probe(stack: Stack, device: torch.device) -> Callable[[], dict[str, Spread]]:
+    """The grad_stats probe's per-coordinate moments of per-example gradients (``Spread``),
+    on the first training examples (in
     stream mode the first batches' points: a sample of the distribution every batch is
     drawn from)."""
     check_per_sample(stack.model, "probes.record: grad_stats")
     x, y = (t[None, :PROBE_EXAMPLES] for t in stack.task.tensors("train"))
     x, y = (t.to(device, stack.dtype if t.is_floating_point() else None) for t in (x, y))
-    return functools.partial(per_sample_pass, stack, x, y)
+    return functools.partial(probe_spreads, stack, x, y)
 
 
 def numeric_path(spec: RunSpec, device: torch.device) -> str:

@@ -9,6 +9,7 @@ R = 1 is the plain case, not a second code path.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -33,6 +34,33 @@ class Model(Protocol):
         """Move the model's fixed buffers (e.g. the environment's centers)."""
         ...
 
+
+Scale = Tensor | float | Callable[[], Tensor]  # ∂out/∂w of ``Tape.scaled``, or what gives it
+
+
+class Tape:
+    """Where a forward's trained tensors enter it, for forwards that say so
+    (``taped_forward``): the model computes each product and hands it to the tape, which
+    returns it. This plain tape does nothing more; the per-sample pass's
+    (``engine.grad_moments``) keeps what each product read, to get each coordinate's mean
+    and variance over examples from one batched backward."""
+
+    def linear(
+        self, name: str, a: Tensor, out: Tensor, rows: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
+        """``out`` = a @ w for inputs a (R|1, B, in) and the tensor ``name``, w (R, in, out);
+        or, with ``rows``, a @ W for W's column j = rows(w_j), each row w_j of w (R, out, D)
+        mapped to R^in (a reparametrization row by row, such as c/‖c‖²)."""
+        return out
+
+    def scaled(self, name: str, u: Scale, out: Tensor, index: int | None = None) -> Tensor:
+        """``out`` = u ⊙ w + (terms free of w) for the tensor ``name``, w (R, *shape) (or its
+        entry ``index`` on the last axis) broadcast against u: ∂out/∂w = u elementwise. u may
+        be a function giving it, which only a recording tape calls (a step pays nothing)."""
+        return out
+
+
+PLAIN = Tape()
 
 # an eval product over at most this many inputs runs as outer products (``thin_matmul``)
 THIN_INNER = 4

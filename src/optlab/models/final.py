@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, torch_linear
+from optlab.models.base import PLAIN, Params, Tape, torch_linear
 from optlab.stacking import per_run
 
 NONLINEARITIES = {"relu": F.relu, "swish": F.silu, "gelu": F.gelu}
@@ -85,16 +85,18 @@ class Final:
             "final.norm": torch.ones(c),
         }
 
-    def layernorm(self, x: Tensor, weight: Tensor) -> Tensor:
+    def layernorm(self, x: Tensor, weight: Tensor, name: str = "", tape: Tape = PLAIN) -> Tensor:
         """RMS normalisation where the model normalises, then the weight (the training step of
         a model that does not folds its weights into the matrices, ``folded_forward``)."""
         if self.normalize:
             x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + RMS_EPS)
-        return x * per_run(weight, x.dim())
+        return tape.scaled(name, x, x * per_run(weight, x.dim()))
 
-    def dense(self, x: Tensor, params: Params, prefix: str) -> Tensor:
-        x = self.layernorm(x, params[f"{prefix}.norm"])
-        return self.act(x @ params[f"{prefix}.w1"]) @ params[f"{prefix}.w2"]
+    def dense(self, x: Tensor, params: Params, prefix: str, tape: Tape = PLAIN) -> Tensor:
+        x = self.layernorm(x, params[f"{prefix}.norm"], f"{prefix}.norm", tape)
+        w1, w2 = params[f"{prefix}.w1"], params[f"{prefix}.w2"]
+        h = self.act(tape.linear(f"{prefix}.w1", x, x @ w1))
+        return tape.linear(f"{prefix}.w2", h, h @ w2)
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
         if not self.normalize:
@@ -105,10 +107,16 @@ class Final:
         """The model as written, each layernorm weight its own product: what per-example
         gradients differentiate (``optlab.engine.per_sample``), where each example's (H, H)
         gradient is then one outer product, which the folded form scales by n again."""
-        h = self.dense(x / 100.0, params, "dense1")
-        h = torch.softmax(self.layernorm(h, params["attention.norm"]), dim=-1)
-        h = self.dense(h, params, "dense2")
-        return self.layernorm(h, params["final.norm"])
+        return self.taped_forward(params, x, PLAIN)
+
+    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
+        """``per_example_forward`` with each trained tensor entering through ``tape``: the
+        grad_stats probe's per-coordinate moments come from one backward of it
+        (``optlab.engine.grad_moments``)."""
+        h = self.dense(x / 100.0, params, "dense1", tape)
+        norm = self.layernorm(h, params["attention.norm"], "attention.norm", tape)
+        h = self.dense(torch.softmax(norm, dim=-1), params, "dense2", tape)
+        return self.layernorm(h, params["final.norm"], "final.norm", tape)
 
     def folded_forward(self, params: Params, x: Tensor) -> Tensor:
         """The same function without normalisation, each layernorm weight folded into the

@@ -20,24 +20,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from optlab.models.base import Params, head, thin_matmul, torch_linear
+from optlab.models.base import PLAIN, Params, Tape, head, thin_matmul, torch_linear
 from optlab.stacking import per_run
 
 SHARP = 10_000.0  # the fixed softmax sharpness of the rungs that do not learn a scale
 
 
+def inverse_point(c: Tensor) -> Tensor:
+    """ĉ = c/‖c‖², over the last axis: one center (D,), or k of them (..., k, D)."""
+    return c / c.pow(2).sum(-1, keepdim=True)
+
+
 def dot_over_norm(x: Tensor, centers: Tensor) -> Tensor:
     """d_j = x·c_j/‖c_j‖² for x (R|1, B, D) and centers (k, D) or (R, k, D): (R|1, B, k)."""
-    c_hat = centers / centers.pow(2).sum(-1, keepdim=True)
-    return thin_matmul(x, c_hat.transpose(-1, -2))
+    return thin_matmul(x, inverse_point(centers).transpose(-1, -2))
 
 
-def minus_offset(d: Tensor, offset: Tensor) -> Tensor:
+def minus_offset(d: Tensor, offset: Tensor, tape: Tape = PLAIN) -> Tensor:
     """d − o for each run's offset o (R,), written d + (−o): the same numbers, and autograd
     then negates the offset's summed gradient (R,) instead of the whole (R, B, k) gradient.
     At eval a stack's own d (R, B, k) takes the sum in place."""
     if torch.is_grad_enabled() or d.shape[0] != offset.shape[0]:
-        return d + per_run(-offset, 3)
+        return tape.scaled("offset", -1.0, d + per_run(-offset, 3))
     return d.add_(per_run(-offset, 3))
 
 
@@ -61,6 +65,14 @@ class _FixedCenters:
         self.centers = self.centers.to(device)
         self.center_labels = self.center_labels.to(device)
         return self
+
+    def forward(self, params: Params, x: Tensor) -> Tensor:
+        return self.taped_forward(params, x, PLAIN)
+
+    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
+        """The forward with each trained tensor entering through ``tape``
+        (``optlab.engine.grad_moments``)."""
+        raise NotImplementedError
 
     def head(self, generator: torch.Generator) -> Tensor:
         """W (k, C): nn.Linear(k, C, bias=False)'s weight, drawn (C, k) and transposed."""
@@ -89,10 +101,10 @@ class CenterLabels(_FixedCenters):
         """One draw, the head W."""
         return {"W": self.head(generator)}
 
-    def forward(self, params: Params, x: Tensor) -> Tensor:
+    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
         dist = (dot_over_norm(x, self.centers) - 1).abs()
         p = torch.softmax(-SHARP * (dist - dist.amin(-1, keepdim=True)), dim=-1)
-        return head(p, params["W"])
+        return tape.linear("W", p, head(p, params["W"]))
 
 
 class LearnOffset(_FixedCenters):
@@ -105,13 +117,15 @@ class LearnOffset(_FixedCenters):
         offset = torch.rand((1,), generator=generator).reshape(())
         return {"W": self.head(generator), "offset": offset}
 
-    def center_logits(self, params: Params, x: Tensor) -> Tensor:
+    def center_logits(self, params: Params, x: Tensor, tape: Tape = PLAIN) -> Tensor:
         """−score of each center, the softmax's input; the minus sign rides on the scalar
         factor ((−s)·a equals −(s·a) exactly), which saves a pass over (R, B, k)."""
-        return -SHARP * minus_offset(dot_over_norm(x, self.centers), params["offset"]).abs()
+        d = dot_over_norm(x, self.centers)
+        return -SHARP * minus_offset(d, params["offset"], tape).abs()
 
-    def forward(self, params: Params, x: Tensor) -> Tensor:
-        return head(torch.softmax(self.center_logits(params, x), dim=-1), params["W"])
+    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
+        p = torch.softmax(self.center_logits(params, x, tape), dim=-1)
+        return tape.linear("W", p, head(p, params["W"]))
 
 
 class OffsetScale(LearnOffset):
@@ -120,25 +134,26 @@ class OffsetScale(LearnOffset):
     def init(self, generator: torch.Generator) -> Params:
         return {**super().init(generator), "scale": torch.ones(())}
 
-    def abs(self, z: Tensor, params: Params) -> Tensor:
+    def abs(self, z: Tensor, params: Params, tape: Tape = PLAIN) -> Tensor:
         """|z|, or what stands for it in the rungs below; z is the caller's own tensor."""
         return z.abs()
 
-    def centers_of(self, params: Params) -> Tensor:
-        return self.centers
+    def dots(self, params: Params, x: Tensor, tape: Tape = PLAIN) -> Tensor:
+        """d_j for the environment's centers, or in the rung below for its own."""
+        return dot_over_norm(x, self.centers)
 
-    def center_logits(self, params: Params, x: Tensor) -> Tensor:
-        z = minus_offset(dot_over_norm(x, self.centers_of(params)), params["offset"])
-        score = self.abs(z, params)
+    def center_logits(self, params: Params, x: Tensor, tape: Tape = PLAIN) -> Tensor:
+        z = minus_offset(self.dots(params, x, tape), params["offset"], tape)
+        score = self.abs(z, params, tape)
         if torch.is_grad_enabled():
-            return per_run(-params["scale"], 3) * score
+            return tape.scaled("scale", lambda: -score, per_run(-params["scale"], 3) * score)
         return score.mul_(per_run(-params["scale"], 3))  # eval: in place, the same numbers
 
 
 class AbsRelu(OffsetScale):
     """As ``offset_scale``, with |z| written relu(z) + relu(−z)."""
 
-    def abs(self, z: Tensor, params: Params) -> Tensor:
+    def abs(self, z: Tensor, params: Params, tape: Tape = PLAIN) -> Tensor:
         return F.relu(z) + F.relu(-z)
 
 
@@ -148,11 +163,12 @@ class PlusMinus(OffsetScale):
     def init(self, generator: torch.Generator) -> Params:
         return {**super().init(generator), "plus_minus": 0.4 * torch.tensor([-1.0, 1.0])}
 
-    def abs(self, z: Tensor, params: Params) -> Tensor:
+    def abs(self, z: Tensor, params: Params, tape: Tape = PLAIN) -> Tensor:
         pm = per_run(params["plus_minus"], 4)  # (R, 1, 1, 2)
         # the sum over i written out: one (R, B, k) op per entry beats a trailing axis of 2
         if torch.is_grad_enabled():
-            return F.relu(z * pm[..., 0]) + F.relu(z * pm[..., 1])
+            minus = tape.scaled("plus_minus", z, z * pm[..., 0], index=0)
+            return F.relu(minus) + F.relu(tape.scaled("plus_minus", z, z * pm[..., 1], index=1))
         # eval: the same numbers over two buffers instead of five, z's own among them; the
         # passes stay in cache, and centers' eval runs 1.6× faster (measured here)
         score = (z * pm[..., 0]).relu_()
@@ -184,8 +200,9 @@ class Centers(PlusMinus):
             "centers": centers,
         }
 
-    def centers_of(self, params: Params) -> Tensor:
-        return params["centers"]
+    def dots(self, params: Params, x: Tensor, tape: Tape = PLAIN) -> Tensor:
+        d = dot_over_norm(x, params["centers"])
+        return tape.linear("centers", x, d, rows=inverse_point)
 
 
 class Generalized:
@@ -215,10 +232,18 @@ class Generalized:
         }
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
-        z = thin_matmul(x / 100.0, params["weight"])
+        return self.taped_forward(params, x, PLAIN)
+
+    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
+        """The forward with each trained tensor entering through ``tape``
+        (``optlab.engine.grad_moments``)."""
+        x = x / 100.0
+        z = tape.linear("weight", x, thin_matmul(x, params["weight"]))
         bias, minus_scale = per_run(params["bias"], 3), per_run(-params["scale"], 3)
         if torch.is_grad_enabled():
-            score = minus_scale * self.act(z + bias)
+            act = self.act(tape.scaled("bias", 1.0, z + bias))
+            score = tape.scaled("scale", lambda: -act, minus_scale * act)
         else:  # eval: the same numbers, in z's own buffer
             score = self.act_(z.add_(bias)).mul_(minus_scale)
-        return head(torch.softmax(score, dim=-1), params["W"])
+        p = torch.softmax(score, dim=-1)
+        return tape.linear("W", p, head(p, params["W"]))

@@ -64,6 +64,14 @@ class Spread:
         return cls(mean.double(), var.double() / (n - 1), n)
 
     @classmethod
+    def of_sums(cls, total: Tensor, squares: Tensor, n: int) -> Spread:
+        """From Σ_b g_b and Σ_b g_b² (R, ...), float64: Σ_ii = (Σ g² − (Σ g)²/N)/(N − 1),
+        floored at 0 (rounding can take a variance 0 below it)."""
+        total, squares = total.reshape(total.shape[0], -1), squares.reshape(total.shape[0], -1)
+        var = (squares - total.pow(2) / n).clamp_min_(0.0) / (n - 1)
+        return cls(total / n, var, n)
+
+    @classmethod
     def join(cls, parts: list[Spread]) -> Spread:
         """Several tensors' spreads as one vector's (all parameters)."""
         cat = lambda name: torch.cat([getattr(p, name) for p in parts], dim=-1)  # noqa: E731
@@ -82,7 +90,11 @@ def trace_var(s: Spread) -> Tensor:
 
 def noise_scale(s: Spread) -> Tensor:
     """B_simple = tr Σ / ‖ḡ‖² (McCandlish et al. 2018)."""
-    return trace_var(s) / mean_sq(s)
+    return _noise_scale(trace_var(s), mean_sq(s))
+
+
+def _noise_scale(tr: Tensor, sq: Tensor) -> Tensor:
+    return tr / sq
 
 
 def noise_scale_2b(s: Spread) -> Tensor:
@@ -93,12 +105,20 @@ def noise_scale_2b(s: Spread) -> Tensor:
     S = tr Σ and |G|² = ‖ḡ‖² − tr Σ/N, so B_simple = tr Σ/(‖ḡ‖² − tr Σ/N), ``noise_scale``
     without the bias of ‖ḡ‖². Huge or negative where N examples do not resolve the mean
     gradient (‖ḡ‖² ≲ tr Σ/N)."""
-    return trace_var(s) / (mean_sq(s) - trace_var(s) / s.n)
+    return _noise_scale_2b(trace_var(s), mean_sq(s), s.n)
+
+
+def _noise_scale_2b(tr: Tensor, sq: Tensor, n: int) -> Tensor:
+    return tr / (sq - tr / n)
 
 
 def snr(s: Spread, batch: Tensor | float) -> Tensor:
     """‖ḡ‖² / (tr Σ/B): the mean gradient against the variance of a batch of B's mean."""
-    return mean_sq(s) / (trace_var(s) / batch)
+    return _snr(trace_var(s), mean_sq(s), batch)
+
+
+def _snr(tr: Tensor, sq: Tensor, batch: Tensor | float) -> Tensor:
+    return sq / (tr / batch)
 
 
 def _gaussians(
@@ -113,26 +133,27 @@ def _gaussians(
     return mu1, var1.clamp_min(tiny), mu2, var2.clamp_min(tiny), invalid
 
 
-def _kl(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
-    """KL(N(μ1, diag σ1²) ‖ N(μ2, diag σ2²)) = ½ Σ_i [σ1²/σ2² + (μ2 − μ1)²/σ2² − 1 + ln(σ2²/σ1²)],
-    the sum over the coordinates not ``invalid``."""
+def _kl_terms(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
+    """Per coordinate ½[σ1²/σ2² + (μ2 − μ1)²/σ2² − 1 + ln(σ2²/σ1²)], 0 where ``invalid``: the
+    terms of KL(N(μ1, diag σ1²) ‖ N(μ2, diag σ2²)), a sum over coordinates."""
     terms = var1 / var2 + (mu2 - mu1).pow(2) / var2 - 1 + (var2 / var1).log()
-    return 0.5 * terms.masked_fill(invalid, 0.0).sum(-1)
+    return 0.5 * terms.masked_fill(invalid, 0.0)
+
+
+def _reverse(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> tuple:
+    """The Gaussians of ``_gaussians`` the other way round, for the reverse KL."""
+    return mu2, var2, mu1, var1, invalid
 
 
 def kl_adam(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     """KL(N(ḡ, diag(Σ/B)) ‖ N(m̂, diag(v̂ − m̂²))) over the valid coordinates: B a number or
     (R,), m̂ and v̂ (R, d)."""
-    return _kl(*_gaussians(s, batch, m_hat, v_hat))
+    return _kl_terms(*_gaussians(s, batch, m_hat, v_hat)).sum(-1)
 
 
 def kl_adam_reverse(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor) -> Tensor:
     """KL(N(m̂, diag(v̂ − m̂²)) ‖ N(ḡ, diag(Σ/B))), the other direction of ``kl_adam``."""
-    return _kl_reverse(*_gaussians(s, batch, m_hat, v_hat))
-
-
-def _kl_reverse(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
-    return _kl(mu2, var2, mu1, var1, invalid)
+    return _kl_terms(*_reverse(*_gaussians(s, batch, m_hat, v_hat))).sum(-1)
 
 
 def kl_invalid_share(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor) -> Tensor:
@@ -146,19 +167,74 @@ def v_hat_tracks(s: Spread, batch: Tensor | float, m_hat: Tensor, v_hat: Tensor)
     variance (Balles and Hennig 2018). Geometric, as a ratio of variances is a scale: the
     arithmetic mean is the few coordinates whose Σ_ii/B is tiny (1e13 on the final model at
     B = 1024). Coordinates either variance of is ≤ 0 are left out; nan if none is left."""
-    return _tracks(*_gaussians(s, batch, m_hat, v_hat))
+    gaussians = _gaussians(s, batch, m_hat, v_hat)
+    return _tracks(_log_ratio(*gaussians).sum(-1), (~gaussians[-1]).sum(-1))
 
 
-def _tracks(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
-    log_ratio = (var2 / var1).log().masked_fill(invalid, 0.0)
-    return (log_ratio.sum(-1) / (~invalid).sum(-1)).exp()
+def _log_ratio(mu1: Tensor, var1: Tensor, mu2: Tensor, var2: Tensor, invalid: Tensor) -> Tensor:
+    return (var2 / var1).log().masked_fill(invalid, 0.0)
+
+
+def _tracks(log_ratio_sum: Tensor, valid: Tensor) -> Tensor:
+    return (log_ratio_sum / valid).exp()
 
 
 def cos_update_grad(s: Spread, delta: Tensor) -> Tensor:
     """cos(Δθ, −ḡ) = −⟨Δθ, ḡ⟩/(‖Δθ‖·‖ḡ‖): the step taken, Δθ (R, d), against the descent
     direction of the examples' mean gradient; 1 for plain SGD on those examples."""
-    g = s.mean
-    return -(delta * g).sum(-1) / (delta.norm(dim=-1) * g.norm(dim=-1))
+    return _cos(-(delta * s.mean).sum(-1), delta.pow(2).sum(-1), mean_sq(s))
+
+
+def _cos(dot: Tensor, step_sq: Tensor, grad_sq: Tensor) -> Tensor:
+    return dot / (step_sq.sqrt() * grad_sq.sqrt())
+
+
+def _terms(
+    s: Spread, batch: Tensor, moments: tuple[Tensor, Tensor] | None, delta: Tensor | None
+) -> dict[str, Tensor]:
+    """Per coordinate (R, d), the terms each statistic sums (or takes the min or max of)."""
+    out = {"sq": s.mean.pow(2), "tr": s.var}
+    if delta is not None:
+        out |= {"dot": -(delta * s.mean), "step_sq": delta.pow(2)}
+    if moments is not None:
+        m_hat, v_hat = moments
+        gaussians = _gaussians(s, batch, m_hat, v_hat)  # built once for the terms below
+        invalid = gaussians[-1]
+        out |= {
+            "kl": _kl_terms(*gaussians),
+            "kl_rev": _kl_terms(*_reverse(*gaussians)),
+            "invalid": invalid.double(),
+            "log_ratio": _log_ratio(*gaussians),
+            "v": v_hat,
+            "sqrt_v_min": v_hat.sqrt(),
+        }
+        out["sqrt_v_max"] = out["sqrt_v_min"]
+    return out
+
+
+def _statistics(t: dict[str, Tensor], coords: Tensor, batch: Tensor, n: int) -> dict:
+    """The probe's statistics from the sums of ``_terms`` over ``coords`` coordinates."""
+    tr, sq = t["tr"], t["sq"]
+    out = {
+        "mean_sq": sq,
+        "trace_var": tr,
+        "noise_scale": _noise_scale(tr, sq),
+        "noise_scale_2b": _noise_scale_2b(tr, sq, n),
+        "snr": _snr(tr, sq, batch),
+    }
+    if "dot" in t:
+        out["cos_update_grad"] = _cos(t["dot"], t["step_sq"], sq)
+    if "kl" in t:
+        out |= {
+            "kl_adam": t["kl"],
+            "kl_adam_reverse": t["kl_rev"],
+            "kl_invalid_share": t["invalid"] / coords,
+            "v_hat_tracks": _tracks(t["log_ratio"], coords - t["invalid"]),
+            "sqrt_v_norm": t["v"].sqrt(),
+            "sqrt_v_min": t["sqrt_v_min"],
+            "sqrt_v_max": t["sqrt_v_max"],
+        }
+    return out
 
 
 def grad_stats(obs: Observation) -> dict[str, Tensor]:
@@ -168,45 +244,41 @@ def grad_stats(obs: Observation) -> dict[str, Tensor]:
     ``trace_var``, ``noise_scale``, ``noise_scale_2b``, ``snr``; after a step
     ``cos_update_grad``; and where the optimizer keeps Adam's moments ``kl_adam``,
     ``kl_adam_reverse``, ``kl_invalid_share``, ``v_hat_tracks`` and ``sqrt_v_norm``,
-    ``sqrt_v_min``, ``sqrt_v_max`` (of √v̂); in float64."""
-    grads = obs.per_sample() if obs.per_sample is not None else None
-    if not grads:
+    ``sqrt_v_min``, ``sqrt_v_max`` (of √v̂); in float64. Each term is computed once over all
+    coordinates, then summed per tensor (one ``index_add`` per term) and over them all."""
+    spreads = obs.per_sample() if obs.per_sample is not None else None
+    if not spreads:
         return {}
-    batch = obs.batch.double()
-    spreads = {name: Spread.of(g) for name, g in grads.items()}
-    groups = {f"{name}/": s for name, s in spreads.items()}
-    groups[""] = Spread.join(list(spreads.values()))
+    names = list(spreads)
+    s = Spread.join(list(spreads.values()))
     moments = adam_moments(obs)
-    pairs = {}
-    if moments and set(moments) == set(spreads):
-        pairs = {f"{n}/": tuple(x.double() for x in moments[n]) for n in spreads}
-        pairs[""] = tuple(torch.cat([pairs[f"{n}/"][i] for n in spreads], -1) for i in (0, 1))
-    steps = {}
+    joined = None
+    if moments and set(moments) == set(names):
+        joined = tuple(torch.cat([moments[n][i].double() for n in names], -1) for i in (0, 1))
+    delta = None
     if obs.update is not None:
-        steps = {f"{n}/": flat_runs(obs.update.delta[n]).double() for n in spreads}
-        steps[""] = torch.cat([steps[f"{n}/"] for n in spreads], dim=-1)
-    out = {}
-    for prefix, s in groups.items():
-        out |= {
-            f"{prefix}mean_sq": mean_sq(s),
-            f"{prefix}trace_var": trace_var(s),
-            f"{prefix}noise_scale": noise_scale(s),
-            f"{prefix}noise_scale_2b": noise_scale_2b(s),
-            f"{prefix}snr": snr(s, batch),
-        }
-        if prefix in steps:
-            out[f"{prefix}cos_update_grad"] = cos_update_grad(s, steps[prefix])
-        if prefix in pairs:
-            m_hat, v_hat = pairs[prefix]
-            sqrt_v = v_hat.sqrt()
-            gaussians = _gaussians(s, batch, m_hat, v_hat)  # built once for the four below
-            out |= {
-                f"{prefix}kl_adam": _kl(*gaussians),
-                f"{prefix}kl_adam_reverse": _kl_reverse(*gaussians),
-                f"{prefix}kl_invalid_share": gaussians[-1].double().mean(-1),
-                f"{prefix}v_hat_tracks": _tracks(*gaussians),
-                f"{prefix}sqrt_v_norm": sqrt_v.norm(dim=-1),
-                f"{prefix}sqrt_v_min": sqrt_v.amin(-1),
-                f"{prefix}sqrt_v_max": sqrt_v.amax(-1),
-            }
+        delta = torch.cat([flat_runs(obs.update.delta[n]).double() for n in names], dim=-1)
+    terms = _terms(s, obs.batch.double(), joined, delta)
+    sizes = torch.tensor([spreads[n].mean.shape[-1] for n in names], device=s.mean.device)
+    tensor_of = torch.repeat_interleave(torch.arange(len(names), device=sizes.device), sizes)
+    runs = s.mean.shape[0]
+    per_tensor, whole = {}, {}
+    for key, value in terms.items():
+        if key in ("sqrt_v_min", "sqrt_v_max"):
+            how = "amin" if key == "sqrt_v_min" else "amax"
+            start = value.new_zeros(runs, len(names))
+            index = tensor_of.expand(runs, -1)
+            per_tensor[key] = start.scatter_reduce(1, index, value, how, include_self=False)
+            whole[key] = getattr(per_tensor[key], how)(-1)
+        else:
+            per_tensor[key] = value.new_zeros(runs, len(names)).index_add_(1, tensor_of, value)
+            whole[key] = per_tensor[key].sum(-1)
+    batch, n = obs.batch.double(), s.n
+    out = {
+        name: value for name, value in _statistics(whole, sizes.sum().double(), batch, n).items()
+    }
+    for i, tensor in enumerate(names):
+        column = {key: value[:, i] for key, value in per_tensor.items()}
+        stats = _statistics(column, sizes[i].double(), batch, n)
+        out |= {f"{tensor}/{name}": value for name, value in stats.items()}
     return out

@@ -1,0 +1,125 @@
+"""Each coordinate's mean and variance over examples of their gradients: from the gradients
+themselves, or from one batched backward pass without them.
+
+The grad_stats probe needs, per parameter coordinate i, the examples' mean gradient ḡ_i and
+unbiased variance Σ_ii over N examples (``Spread``). ``torch.func`` gives any model's
+per-example gradients (``optlab.engine.per_sample``), N copies of the model: for the final
+model at H = 512 that is 0.5 GB, most of a probe's time. A model that writes where its
+parameters enter (``models.base.Tape``) gets the two sums without them, as BackPACK does
+(Dangel et al. 2020, "BackPACK: packing more into backprop"): a weight W read as a @ W has
+per-example gradients g_b = a_bᵀ δ_b (δ_b = ∂ℓ_b/∂(a_b W)), so that
+
+    Σ_b g_b = aᵀ δ  and  Σ_b g_b ⊙ g_b = (a ⊙ a)ᵀ (δ ⊙ δ),
+
+two products the size of the weight, in float64; a weight read elementwise (u ⊙ w, a
+layernorm's) has g_b = u_b ⊙ δ_b, small enough to keep. One forward and one backward of the
+N examples at once, the δ of every product from the same backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from optlab.engine.losses import run_losses
+from optlab.engine.per_sample import per_sample_grads
+from optlab.models.base import Model, Params, Scale, Tape
+from optlab.probes.gradient_stats import Spread
+
+
+class RecordingTape(Tape):
+    """The products a taped forward computes, each kept with what it read, for one
+    backward pass to give each its δ (``taped_spreads``)."""
+
+    def __init__(self) -> None:
+        self.linears: dict[str, tuple[Tensor, Tensor, Callable | None]] = {}  # a, out, rows
+        self.scales: dict[tuple[str, int | None], tuple[Tensor | float, Tensor]] = {}  # u, out
+
+    def _claim(self, name: str, index: int | None) -> None:
+        """Each tensor enters once (each of its entries once, where entered by entry)."""
+        taken = {(n, None) for n in self.linears} | set(self.scales)
+        whole = {n for n, i in taken if i is None}
+        if (name, index) in taken or name in whole or (index is None and name in dict(taken)):
+            raise ValueError(f"taped forward: {name!r} enters twice; the tape needs one use")
+
+    def linear(
+        self, name: str, a: Tensor, out: Tensor, rows: Callable[[Tensor], Tensor] | None = None
+    ) -> Tensor:
+        if a.dim() != 3:  # a sequence's example sums its positions' outer products
+            raise ValueError(f"taped forward: {name!r} reads {a.dim()}-d inputs, not (R, N, in)")
+        self._claim(name, None)
+        self.linears[name] = (a.detach(), out, rows)
+        return out
+
+    def scaled(self, name: str, u: Scale, out: Tensor, index: int | None = None) -> Tensor:
+        self._claim(name, index)
+        u = u() if callable(u) else u
+        self.scales[(name, index)] = (u.detach() if isinstance(u, Tensor) else u, out)
+        return out
+
+
+def taped_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) -> dict:
+    """Each trained tensor's ``Spread`` over the examples of (x, y) (R or 1, N, ...), from
+    one batched backward through ``model.taped_forward``; {name: Spread}."""
+    tape = RecordingTape()
+    params = {k: v.detach().requires_grad_(v.requires_grad) for k, v in state.items()}
+    runs, n = next(iter(params.values())).shape[0], x.shape[1]
+    with torch.enable_grad():
+        logits = model.taped_forward(params, x, tape)
+        total = run_losses(logits, y, runs, loss).sum() * n  # each example's own loss
+        outs = [v[1] for v in (*tape.linears.values(), *tape.scales.values())]
+        deltas = torch.autograd.grad(total, outs)
+    delta_of = dict(zip([*tape.linears, *tape.scales], deltas, strict=True))
+    trained = sorted(k for k, v in state.items() if v.requires_grad)
+    if sorted({*tape.linears, *(name for name, _ in tape.scales)}) != trained:
+        raise ValueError(f"taped forward: taped {sorted(delta_of)}, trained {trained}")
+    spreads = {}
+    for name, (a, _, rows) in tape.linears.items():
+        a, d = a.double().expand(runs, *a.shape[1:]), delta_of[name].double()
+        d_t = d.transpose(1, 2)  # (R, out, N): the products below in BLAS's fast layout
+        total = (d_t @ a).transpose(1, 2)  # Σ_b a_bᵀ δ_b, (R, in, out)
+        if rows is None:
+            spreads[name] = Spread.of_sums(total, (d_t.pow(2) @ a.pow(2)).transpose(1, 2), n)
+            continue
+        # column j of the product's weight is f(w_j): g_bj = J_jᵀ a_b δ_bj with J_j = ∂f/∂w_j,
+        # so Σ_b g_bj = J_jᵀ Σ_b a_b δ_bj and Σ_b g_bj² = diag(J_jᵀ M_j J_j), where
+        # M_j = Σ_b δ_bj² a_b a_bᵀ (in × in)
+        jac = torch.vmap(torch.vmap(torch.func.jacrev(rows)))(state[name].detach().double())
+        outer = (a[..., :, None] * a[..., None, :]).reshape(runs, n, -1)
+        M = (d_t.pow(2) @ outer).reshape(*d_t.shape[:2], a.shape[-1], a.shape[-1])
+        sums = torch.einsum("rjbk,rbj->rjk", jac, total)
+        squares = torch.einsum("rjbk,rjck,rjbc->rjk", jac, jac, M)
+        spreads[name] = Spread.of_sums(sums, squares, n)
+    entries: dict[str, dict[int | None, Tensor]] = {}
+    for (name, index), (u, _) in tape.scales.items():
+        g = u * delta_of[(name, index)]  # (R, N, ..., *shape): sum the axes w broadcast over
+        kept = state[name].dim() - 1 - (index is not None)
+        axes = tuple(range(2, g.dim() - kept))
+        entries.setdefault(name, {})[index] = g.sum(axes) if axes else g
+    for name, parts in entries.items():
+        if None in parts:
+            spreads[name] = Spread.of(parts[None])
+            continue
+        if sorted(parts) != list(range(state[name].shape[-1])):
+            raise ValueError(f"taped forward: {name!r} entered at {sorted(parts)} only")
+        spreads[name] = Spread.of(torch.stack([parts[i] for i in sorted(parts)], dim=-1))
+    return {k: spreads[k] for k in trained}
+
+
+def example_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) -> dict:
+    """{name: Spread} of each trained tensor over the examples of (x, y): by the model's
+    taped forward where it has one, else from its per-example gradients (``torch.func``)."""
+    if hasattr(model, "taped_forward"):
+        return taped_spreads(model, state, x, y, loss)
+    return {k: Spread.of(g) for k, g in per_sample_grads(model, state, x, y, loss).items()}
+
+
+PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)
+
+
+def probe_spreads(stack, x: Tensor, y: Tensor) -> dict:
+    """{name: Spread} over the fixed batch (x, y) (1, N, ...) at the stack's current weights,
+    for the ``grad_stats`` probe."""
+    return example_spreads(stack.model, stack.state, x, y, stack.task.loss)
