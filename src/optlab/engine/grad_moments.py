@@ -11,9 +11,11 @@ per-example gradients g_b = a_bᵀ δ_b (δ_b = ∂ℓ_b/∂(a_b W)), so that
 
     Σ_b g_b = aᵀ δ  and  Σ_b g_b ⊙ g_b = (a ⊙ a)ᵀ (δ ⊙ δ),
 
-two products the size of the weight, in float64; a weight read elementwise (u ⊙ w, a
-layernorm's) has g_b = u_b ⊙ δ_b, small enough to keep. One forward and one backward of the
-N examples at once, the δ of every product from the same backward.
+two products the size of the weight, in float64; a weight reparametrized row by row before
+its product (the ladder's centers, read as c/‖c‖²) pulls both back through each row's
+Jacobian; a weight read elementwise (u ⊙ w, a layernorm's) has g_b = u_b ⊙ δ_b, small enough
+to keep. One forward and one backward of the N examples at once, the δ of every product
+from the same backward: on the final model at H = 512, 35 ms against 0.8 s (measured).
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ class RecordingTape(Tape):
     def _claim(self, name: str, index: int | None) -> None:
         """Each tensor enters once (each of its entries once, where entered by entry)."""
         taken = {(n, None) for n in self.linears} | set(self.scales)
-        whole = {n for n, i in taken if i is None}
-        if (name, index) in taken or name in whole or (index is None and name in dict(taken)):
+        names = {n for n, _ in taken}
+        if (name, index) in taken or (name, None) in taken or (index is None and name in names):
             raise ValueError(f"taped forward: {name!r} enters twice; the tape needs one use")
 
     def linear(
@@ -68,36 +70,57 @@ def taped_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) 
     runs, n = next(iter(params.values())).shape[0], x.shape[1]
     with torch.enable_grad():
         logits = model.taped_forward(params, x, tape)
-        total = run_losses(logits, y, runs, loss).sum() * n  # each example's own loss
+        examples_loss = run_losses(logits, y, runs, loss).sum() * n  # each example's own
         outs = [v[1] for v in (*tape.linears.values(), *tape.scales.values())]
-        deltas = torch.autograd.grad(total, outs)
+        deltas = torch.autograd.grad(examples_loss, outs)
     delta_of = dict(zip([*tape.linears, *tape.scales], deltas, strict=True))
     trained = sorted(k for k, v in state.items() if v.requires_grad)
     if sorted({*tape.linears, *(name for name, _ in tape.scales)}) != trained:
         raise ValueError(f"taped forward: taped {sorted(delta_of)}, trained {trained}")
-    spreads = {}
-    for name, (a, _, rows) in tape.linears.items():
-        a, d = a.double().expand(runs, *a.shape[1:]), delta_of[name].double()
-        d_t = d.transpose(1, 2)  # (R, out, N): the products below in BLAS's fast layout
-        total = (d_t @ a).transpose(1, 2)  # Σ_b a_bᵀ δ_b, (R, in, out)
-        if rows is None:
-            spreads[name] = Spread.of_sums(total, (d_t.pow(2) @ a.pow(2)).transpose(1, 2), n)
-            continue
-        # column j of the product's weight is f(w_j): g_bj = J_jᵀ a_b δ_bj with J_j = ∂f/∂w_j,
-        # so Σ_b g_bj = J_jᵀ Σ_b a_b δ_bj and Σ_b g_bj² = diag(J_jᵀ M_j J_j), where
-        # M_j = Σ_b δ_bj² a_b a_bᵀ (in × in)
-        jac = torch.vmap(torch.vmap(torch.func.jacrev(rows)))(state[name].detach().double())
-        outer = (a[..., :, None] * a[..., None, :]).reshape(runs, n, -1)
-        M = (d_t.pow(2) @ outer).reshape(*d_t.shape[:2], a.shape[-1], a.shape[-1])
-        sums = torch.einsum("rjbk,rbj->rjk", jac, total)
-        squares = torch.einsum("rjbk,rjck,rjbc->rjk", jac, jac, M)
-        spreads[name] = Spread.of_sums(sums, squares, n)
+    spreads = {
+        name: _linear_spread(a, delta_of[name], rows, state[name])
+        for name, (a, _, rows) in tape.linears.items()
+    }
+    spreads |= _scaled_spreads(tape.scales, delta_of, state)
+    return {k: spreads[k] for k in trained}
+
+
+def _linear_spread(a: Tensor, delta: Tensor, rows: Callable | None, w: Tensor) -> Spread:
+    """A product a @ w's (or with ``rows``, a @ W with W's column j = rows(w_j)) spread from
+    its inputs a (R|1, N, in) and its δ (R, N, out), in float64."""
+    runs, n = delta.shape[:2]
+    a, d = a.double().expand(runs, *a.shape[1:]), delta.double()
+    total = _over_examples(a, d)  # Σ_b a_bᵀ δ_b, (R, in, out)
+    if rows is None:
+        return Spread.of_sums(total, _over_examples(a.pow(2), d.pow(2)), n)
+    # g_bj = J_jᵀ a_b δ_bj with J_j = ∂rows/∂w_j, so Σ_b g_bj = J_jᵀ Σ_b a_b δ_bj and
+    # Σ_b g_bj² = diag(J_jᵀ M_j J_j) with M_j = Σ_b δ_bj² a_b a_bᵀ (in × in)
+    jac = torch.vmap(torch.vmap(torch.func.jacrev(rows)))(w.detach().double())
+    outer = (a[..., :, None] * a[..., None, :]).reshape(runs, n, -1)
+    M = _over_examples(outer, d.pow(2)).reshape(runs, a.shape[-1], a.shape[-1], -1)
+    sums = torch.einsum("rjbk,rbj->rjk", jac, total)
+    return Spread.of_sums(sums, torch.einsum("rjbk,rjck,rbcj->rjk", jac, jac, M), n)
+
+
+def _over_examples(a: Tensor, d: Tensor) -> Tensor:
+    """Σ_b a_bᵀ d_b, (R, in, out) for a (R, N, in) and d (R, N, out): the narrower side as
+    the product's rows, the layout BLAS is fast at (10× for 2 against 2,048 here)."""
+    if a.shape[-1] <= d.shape[-1]:
+        return a.transpose(1, 2) @ d
+    return (d.transpose(1, 2) @ a).transpose(1, 2)
+
+
+def _scaled_spreads(scales: dict, delta_of: dict, state: Params) -> dict[str, Spread]:
+    """The spreads of tensors read elementwise: g_b = u_b ⊙ δ_b, summed over the axes w was
+    broadcast along, kept per example (w is small); a tensor entered entry by entry is its
+    entries' gradients stacked on its last axis."""
     entries: dict[str, dict[int | None, Tensor]] = {}
-    for (name, index), (u, _) in tape.scales.items():
-        g = u * delta_of[(name, index)]  # (R, N, ..., *shape): sum the axes w broadcast over
+    for (name, index), (u, _) in scales.items():
+        g = u * delta_of[(name, index)]  # (R, N, ..., *shape)
         kept = state[name].dim() - 1 - (index is not None)
         axes = tuple(range(2, g.dim() - kept))
         entries.setdefault(name, {})[index] = g.sum(axes) if axes else g
+    spreads = {}
     for name, parts in entries.items():
         if None in parts:
             spreads[name] = Spread.of(parts[None])
@@ -105,7 +128,7 @@ def taped_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) 
         if sorted(parts) != list(range(state[name].shape[-1])):
             raise ValueError(f"taped forward: {name!r} entered at {sorted(parts)} only")
         spreads[name] = Spread.of(torch.stack([parts[i] for i in sorted(parts)], dim=-1))
-    return {k: spreads[k] for k in trained}
+    return spreads
 
 
 def example_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) -> dict:

@@ -67,12 +67,9 @@ class _FixedCenters:
         return self
 
     def forward(self, params: Params, x: Tensor) -> Tensor:
+        """The rung's ``taped_forward`` (each trained tensor entering through a tape, for
+        ``optlab.engine.grad_moments``) with the plain tape."""
         return self.taped_forward(params, x, PLAIN)
-
-    def taped_forward(self, params: Params, x: Tensor, tape: Tape) -> Tensor:
-        """The forward with each trained tensor entering through ``tape``
-        (``optlab.engine.grad_moments``)."""
-        raise NotImplementedError
 
     def head(self, generator: torch.Generator) -> Tensor:
         """W (k, C): nn.Linear(k, C, bias=False)'s weight, drawn (C, k) and transposed."""

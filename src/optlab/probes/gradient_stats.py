@@ -2,8 +2,9 @@
 
 Per-example gradients G (R, N, d) of one tensor (the probe's N fixed examples) enter only
 through each coordinate's mean ḡ_i and unbiased variance Σ_ii over the N examples
-(``Spread``, one pass over G; a whole model's is its tensors' joined). With B the training
-batch (the minibatch gradient Adam steps with has covariance Σ/B):
+(``Spread``: one pass over G, or from Σ_b g_b and Σ_b g_b² where a taped backward gives those
+without G, ``optlab.engine.grad_moments``). With B the training batch (the minibatch
+gradient Adam steps with has covariance Σ/B):
 
 - ``mean_sq`` ‖ḡ‖² and ``trace_var`` tr Σ;
 - ``noise_scale`` B_simple = tr Σ / ‖ḡ‖², the batch size past which a larger batch stops
