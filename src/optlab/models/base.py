@@ -50,7 +50,8 @@ class Tape:
     ) -> Tensor:
         """``out`` = a @ w for inputs a (R|1, B, in) and the tensor ``name``, w (R, in, out);
         or, with ``rows``, a @ W for W's column j = rows(w_j), each row w_j of w (R, out, D)
-        mapped to R^in (a reparametrization row by row, such as c/‖c‖²)."""
+        mapped to R^in (a reparametrization row by row, such as c/‖c‖²; ``rows`` maps the
+        last axis, over any leading ones)."""
         return out
 
     def scaled(self, name: str, u: Scale, out: Tensor, index: int | None = None) -> Tensor:
