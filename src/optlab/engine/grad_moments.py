@@ -125,10 +125,14 @@ def _scaled_spreads(scales: dict, delta_of: dict, state: Params) -> dict[str, Sp
     entries' gradients stacked on its last axis."""
     entries: dict[str, dict[int | None, Tensor]] = {}
     for (name, index), (u, _) in scales.items():
-        g = u * delta_of[(name, index)]  # (R, N, ..., *shape)
+        delta = delta_of[(name, index)]  # (R, N, ..., *shape)
         kept = state[name].dim() - 1 - (index is not None)
-        axes = tuple(range(2, g.dim() - kept))
-        entries.setdefault(name, {})[index] = g.sum(axes) if axes else g
+        axes = tuple(range(2, delta.dim() - kept))
+        if isinstance(u, Tensor):
+            g = u * delta
+            entries.setdefault(name, {})[index] = g.sum(axes) if axes else g
+        else:  # a number (an offset's −1): the sum first, one pass instead of two
+            entries.setdefault(name, {})[index] = u * (delta.sum(axes) if axes else delta)
     spreads = {}
     for name, parts in entries.items():
         if None in parts:

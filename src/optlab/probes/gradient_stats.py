@@ -259,27 +259,36 @@ def grad_stats(obs: Observation) -> dict[str, Tensor]:
     delta = None
     if obs.update is not None:
         delta = torch.cat([flat_runs(obs.update.delta[n]).double() for n in names], dim=-1)
-    terms = _terms(s, obs.batch.double(), joined, delta)
-    sizes = torch.tensor([spreads[n].mean.shape[-1] for n in names], device=s.mean.device)
-    tensor_of = torch.repeat_interleave(torch.arange(len(names), device=sizes.device), sizes)
-    runs = s.mean.shape[0]
-    per_tensor, whole = {}, {}
+    batch = obs.batch.double()
+    sums = _sums_by_tensor(
+        _terms(s, batch, joined, delta), [spreads[n].mean.shape[-1] for n in names]
+    )
+    coords = sums.pop("coords")
+    # one evaluation for every tensor and the whole (the last column) at once
+    stats = _statistics(sums, coords, batch[:, None], s.n)
+    out = {name: value[:, -1] for name, value in stats.items()}
+    for i, tensor in enumerate(names):
+        out |= {f"{tensor}/{name}": value[:, i] for name, value in stats.items()}
+    return out
+
+
+def _sums_by_tensor(terms: dict[str, Tensor], sizes: list[int]) -> dict[str, Tensor]:
+    """Each term (R, d) reduced over each tensor's coordinates (the tensors one after
+    another, ``sizes`` long) and over all: (R, T + 1), the whole in the last column; the
+    coordinates counted under ``coords``."""
+    runs, device = next(iter(terms.values())).shape[0], next(iter(terms.values())).device
+    counts = torch.tensor(sizes, device=device)
+    tensor_of = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
+    out = {"coords": torch.cat([counts, counts.sum()[None]]).double()}
     for key, value in terms.items():
         if key in ("sqrt_v_min", "sqrt_v_max"):
             how = "amin" if key == "sqrt_v_min" else "amax"
-            start = value.new_zeros(runs, len(names))
+            start = value.new_zeros(runs, len(sizes))
             index = tensor_of.expand(runs, -1)
-            per_tensor[key] = start.scatter_reduce(1, index, value, how, include_self=False)
-            whole[key] = getattr(per_tensor[key], how)(-1)
+            part = start.scatter_reduce(1, index, value, how, include_self=False)
+            whole = getattr(part, how)(-1, keepdim=True)
         else:
-            per_tensor[key] = value.new_zeros(runs, len(names)).index_add_(1, tensor_of, value)
-            whole[key] = per_tensor[key].sum(-1)
-    batch, n = obs.batch.double(), s.n
-    out = {
-        name: value for name, value in _statistics(whole, sizes.sum().double(), batch, n).items()
-    }
-    for i, tensor in enumerate(names):
-        column = {key: value[:, i] for key, value in per_tensor.items()}
-        stats = _statistics(column, sizes[i].double(), batch, n)
-        out |= {f"{tensor}/{name}": value for name, value in stats.items()}
+            part = value.new_zeros(runs, len(sizes)).index_add_(1, tensor_of, value)
+            whole = part.sum(-1, keepdim=True)
+        out[key] = torch.cat([part, whole], dim=-1)
     return out
