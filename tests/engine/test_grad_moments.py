@@ -80,6 +80,19 @@ def test_taped_spreads_of_the_ladder_equal_those_of_per_example_gradients(model)
     _assert_spreads_equal(*_trained(spec, steps=20, lr=1e-2))
 
 
+def test_the_taped_pass_by_slices_of_runs_equals_it_whole(monkeypatch):
+    import optlab.engine.grad_moments as module
+
+    stack, x, y = _final_stack()
+    whole = taped_spreads(stack.model, stack.state, x, y, "cross_entropy")
+    monkeypatch.setattr(module, "PROBE_CHUNK_ELEMENTS", 1)  # one run a slice
+    sliced = example_spreads(stack.model, stack.state, x, y, "cross_entropy")
+    for name, s in whole.items():
+        assert sliced[name].mean.shape == s.mean.shape == (2, stack.params[name][0].numel())
+        torch.testing.assert_close(sliced[name].mean, s.mean, rtol=1e-12, atol=0)
+        torch.testing.assert_close(sliced[name].var, s.var, rtol=1e-12, atol=0)
+
+
 def test_example_spreads_take_the_tape_where_the_model_has_one():
     stack, x, y = _final_stack()
     taped = example_spreads(stack.model, stack.state, x, y, "cross_entropy")

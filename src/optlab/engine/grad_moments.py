@@ -146,10 +146,25 @@ def _scaled_spreads(scales: dict, delta_of: dict, state: Params) -> dict[str, Sp
 
 def example_spreads(model: Model, state: Params, x: Tensor, y: Tensor, loss: str) -> dict:
     """{name: Spread} of each trained tensor over the examples of (x, y): by the model's
-    taped forward where it has one, else from its per-example gradients (``torch.func``)."""
-    if hasattr(model, "taped_forward"):
-        return taped_spreads(model, state, x, y, loss)
-    return {k: Spread.of(g) for k, g in per_sample_grads(model, state, x, y, loss).items()}
+    taped forward where it has one, a few runs at a time (about ``PROBE_CHUNK_ELEMENTS``
+    activations), else from its per-example gradients (``torch.func``)."""
+    if not hasattr(model, "taped_forward"):
+        return {k: Spread.of(g) for k, g in per_sample_grads(model, state, x, y, loss).items()}
+    runs = next(iter(state.values())).shape[0]
+    per = max(1, PROBE_CHUNK_ELEMENTS // (x.shape[1] * model.width))
+    parts = []
+    for lo in range(0, runs, per):
+        part = {k: v[lo : lo + per] for k, v in state.items()}
+        xs, ys = (t if t.shape[0] == 1 else t[lo : lo + per] for t in (x, y))
+        parts.append(taped_spreads(model, part, xs, ys, loss))
+    if len(parts) == 1:
+        return parts[0]
+    return {k: Spread.stack([p[k] for p in parts]) for k in parts[0]}
+
+
+# activations per slice of runs in the taped pass: a stack of 64 centers runs at 2,048
+# centers would hold 0.3 GB per float64 δ at once; at this size a slice is a few MB
+PROBE_CHUNK_ELEMENTS = 2**20
 
 
 PROBE_EXAMPLES = 256  # the training examples the grad_stats probe takes (the first ones)

@@ -73,6 +73,13 @@ class Spread:
         return cls(total / n, var, n)
 
     @classmethod
+    def stack(cls, parts: list[Spread]) -> Spread:
+        """Slices of runs' spreads (of one tensor) as one stack's, in order."""
+        return cls(
+            *(torch.cat([getattr(p, f) for p in parts]) for f in ("mean", "var")), parts[0].n
+        )
+
+    @classmethod
     def join(cls, parts: list[Spread]) -> Spread:
         """Several tensors' spreads as one vector's (all parameters)."""
         cat = lambda name: torch.cat([getattr(p, name) for p in parts], dim=-1)  # noqa: E731
