@@ -6,7 +6,8 @@ steps on a small eval set): the wall time of one run with the probe at its defau
 (the eval cadence) over the same run without it, and over a shorter run the same with the
 probe recorded every step (``probes.grad_every = 1``). Each variant is timed whole, as a
 user's run is (build, evals, store), alternated ``repeats`` times, best of each; a run of two
-steps with the probe first pays the process's one-time cost of tracing ``vmap`` (seconds).
+steps with the probe first pays the process's one-time costs (``vmap``'s tracing where the
+model is not taped: seconds).
 Cockpit's anchor: about 1.5× at every step for its cheapest bundle.
 """
 
