@@ -20,7 +20,8 @@ from optlab.store import Store
 FINALS = ("eval_loss", "eval_accuracy", "test_loss", "test_accuracy")
 
 
-def _hashable(value):
+def hashable(value):
+    """A config value as a groupby key (lists, such as betas, as tuples)."""
     return tuple(value) if isinstance(value, list) else value
 
 
@@ -33,7 +34,7 @@ def run_table(store: Store, experiment: str | None = None) -> pd.DataFrame:
     finals = store.final_metrics()
     for key in FINALS:
         runs[key] = [finals.get(i, {}).get(key, math.nan) for i in runs["id"]]
-    return runs.apply(lambda col: col.map(_hashable)) if len(runs) else runs
+    return runs.apply(lambda col: col.map(hashable)) if len(runs) else runs
 
 
 def axes(spec: dict) -> tuple[list[str], list[str]]:

@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from optlab.analysis.cells import axes
+from optlab.analysis.cells import axes, hashable
 from optlab.analysis.stats import MIN_SEEDS, Estimate, linear_fit, one_sample
 from optlab.store import Store
 
@@ -80,7 +80,7 @@ def trends(store: Store, experiment: str, metric: str = "kl_adam") -> pd.DataFra
         return pd.DataFrame()
     series = {name: g.sort_values("step") for name, g in m.groupby(["run_id", "name"])}
     rows = []
-    for cell, group in runs.groupby([runs[k].map(_key) for k in keys], sort=False):
+    for cell, group in runs.groupby([runs[k].map(hashable) for k in keys], sort=False):
         changes, levels, early, late = [], [], [], []
         for run_id in group["id"]:
             kl = series.get((run_id, metric))
@@ -111,8 +111,3 @@ def trends(store: Store, experiment: str, metric: str = "kl_adam") -> pd.DataFra
             }
         )
     return pd.DataFrame(rows)
-
-
-def _key(value):
-    """A config value as a groupby key (lists, such as betas, as tuples)."""
-    return tuple(value) if isinstance(value, list) else value
