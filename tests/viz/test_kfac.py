@@ -13,7 +13,6 @@ from optlab.viz.kfac import (
     plot_damping_ratio,
     plot_factor_traces,
     plot_jacobian_fit,
-    spreads,
 )
 from tests.analysis.fake import fake_store
 
@@ -82,7 +81,7 @@ def record(tmp_path_factory):
 
 def test_damping_ratio_is_mean_and_range_over_seeds(record):
     assert kfac_layers(record) == list(LAYERS)  # 4.weight records no damping ratio
-    drawn = spreads(record, "kfac", "0.weight/damping_ratio")
+    drawn = record.bands("kfac", "0.weight/damping_ratio")
     assert [s.condition for s in drawn] == ["fisher", "gauss_newton"]  # sgd has no K-FAC
     ratio = np.array([_ratio(k) for k in STEPS])
     for s, damping in zip(drawn, (1.0, 0.01), strict=True):
@@ -96,7 +95,7 @@ def test_damping_ratio_is_mean_and_range_over_seeds(record):
 
 
 def test_jacobian_ratio_is_drawn_for_every_condition(record):
-    drawn = spreads(record, "jacobian", "ratio_whitened")
+    drawn = record.bands("jacobian", "ratio_whitened")
     assert [s.condition for s in drawn] == ["fisher", "gauss_newton", "sgd"]
     for s in drawn:
         assert np.allclose(s.mean, 1.5) and np.allclose(s.lo, 1) and np.allclose(s.hi, 2)
@@ -113,7 +112,7 @@ def test_no_figure_without_its_series(record, tmp_path):
     no_kfac = replace(record, metrics=m[m["split"] != "kfac"])
     assert plot_damping_ratio(no_kfac, tmp_path / "d.png") is None
     assert plot_factor_traces(no_kfac, tmp_path / "t.png") is None
-    assert spreads(no_kfac, "kfac", "0.weight/damping_ratio") == []
+    assert no_kfac.bands("kfac", "0.weight/damping_ratio") == []
     raw_only = replace(record, metrics=m[m["name"] != "ratio_whitened"])
     assert plot_jacobian_fit(raw_only, tmp_path / "j.png") is None  # ratio alone is not enough
     sgd_only = replace(record, shown=["sgd"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from optlab.analysis.cells import axes, tuned_runs
@@ -21,6 +22,19 @@ from optlab.probes import PROBES
 from optlab.store import Store
 
 SEED = "train.seed"
+
+
+@dataclass(frozen=True)
+class SeedBand:
+    """One condition's series over training: per step the mean over its seeds and the lowest
+    and highest seed (what a figure draws as a line in a shaded band)."""
+
+    condition: str
+    steps: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    seeds: int
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,29 @@ class ExperimentRecord:
             [labels[wide.columns].to_numpy(), wide.columns], names=["condition", "run_id"]
         )
         return wide
+
+    def bands(self, split: str, name: str) -> list[SeedBand]:
+        """``name`` in ``split`` for each shown condition that recorded it, in the record's
+        order; empty where no run recorded it."""
+        m = self.metrics
+        if not ((m["split"] == split) & (m["name"] == name)).any():
+            return []
+        wide = self.curves(split, name)
+        present = set(wide.columns.get_level_values("condition"))
+        out = []
+        for condition in (c for c in self.conditions if c in present):
+            seeds = wide[condition].dropna(how="all")
+            out.append(
+                SeedBand(
+                    condition,
+                    seeds.index.to_numpy(float),
+                    seeds.mean(axis=1).to_numpy(float),
+                    seeds.min(axis=1).to_numpy(float),
+                    seeds.max(axis=1).to_numpy(float),
+                    seeds.shape[1],
+                )
+            )
+        return out
 
     @property
     def conditions(self) -> list[str]:

@@ -16,7 +16,6 @@ import numpy as np
 
 from optlab.viz.data import ExperimentRecord
 from optlab.viz.figure import plt, save
-from optlab.viz.kfac import spreads
 from optlab.viz.weights import line_style
 
 SPLIT = "grad_stats"
@@ -37,14 +36,14 @@ COLUMNS = 3
 
 def plot_gradient_noise(record: ExperimentRecord, path: str | Path) -> Path | None:
     """A panel per grad_stats quantity that some shown condition recorded; None without any."""
-    panels = [(q, label) for q, label in PANELS if spreads(record, SPLIT, q)]
+    panels = [(q, label) for q, label in PANELS if record.bands(SPLIT, q)]
     if not panels:
         return None
     rows = -(-len(panels) // COLUMNS)
     fig, axes = plt.subplots(rows, COLUMNS, figsize=(6 * COLUMNS, 4.2 * rows), squeeze=False)
     for ax, (quantity, label) in zip(axes.flat, panels, strict=False):
         drawn = []
-        for s in spreads(record, SPLIT, quantity):
+        for s in record.bands(SPLIT, quantity):
             style = line_style(record.conditions.index(s.condition))
             ax.plot(s.steps, s.mean, label=s.condition, linewidth=1.2, **style)
             if s.seeds > 1:

@@ -11,60 +11,24 @@ Mechanism 2: θᵀĜθ / ((L + 1)·E tr(J Σ Jᵀ)), exactly 1 for a linear netw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from optlab.viz.data import ExperimentRecord
+from optlab.viz.data import ExperimentRecord, SeedBand
 from optlab.viz.figure import plt, save
-from optlab.viz.weights import has_metric, line_style, tensor_names
+from optlab.viz.weights import line_style, tensor_names
 
 KFAC, JACOBIAN = "kfac", "jacobian"
 RATIO = "damping_ratio"
 TRACES = {"A_trace": "tr A (layer inputs)", "G_trace": "tr G (output gradients)"}
 
 
-@dataclass(frozen=True)
-class Spread:
-    """One condition's series over training: per step the mean over its seeds and the lowest
-    and highest seed."""
-
-    condition: str
-    steps: np.ndarray
-    mean: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    seeds: int
-
-
-def spreads(record: ExperimentRecord, split: str, name: str) -> list[Spread]:
-    """``name`` in ``split`` for each shown condition that recorded it, in the record's order."""
-    if not has_metric(record, split, name):
-        return []
-    wide = record.curves(split, name)
-    present = set(wide.columns.get_level_values("condition"))
-    out = []
-    for condition in (c for c in record.conditions if c in present):
-        seeds = wide[condition].dropna(how="all")
-        out.append(
-            Spread(
-                condition,
-                seeds.index.to_numpy(float),
-                seeds.mean(axis=1).to_numpy(float),
-                seeds.min(axis=1).to_numpy(float),
-                seeds.max(axis=1).to_numpy(float),
-                seeds.shape[1],
-            )
-        )
-    return out
-
-
 def kfac_layers(record: ExperimentRecord) -> list[str]:
     """The weight tensors of the K-FAC layers whose damping ratio some shown condition recorded."""
-    return [t for t in tensor_names(record, KFAC) if spreads(record, KFAC, f"{t}/{RATIO}")]
+    return [t for t in tensor_names(record, KFAC) if record.bands(KFAC, f"{t}/{RATIO}")]
 
 
 def plot_damping_ratio(record: ExperimentRecord, path: str | Path) -> Path | None:
@@ -76,7 +40,7 @@ def plot_damping_ratio(record: ExperimentRecord, path: str | Path) -> Path | Non
         return None
     fig, axes = plt.subplots(1, len(layers), figsize=(6 * len(layers), 5), squeeze=False)
     for ax, layer in zip(axes.flat, layers, strict=True):
-        for s in spreads(record, KFAC, f"{layer}/{RATIO}"):
+        for s in record.bands(KFAC, f"{layer}/{RATIO}"):
             _draw(ax, record, s)
         ax.axhline(1, color="k", lw=1, ls=":", label="γ = λ_max(A)·λ_max(G)")
         _log_axis(ax)
@@ -99,7 +63,7 @@ def plot_factor_traces(record: ExperimentRecord, path: str | Path) -> Path | Non
     fig, axes = plt.subplots(*shape, figsize=(6 * shape[1], 4.5 * shape[0]), squeeze=False)
     for row, (quantity, label) in zip(axes, TRACES.items(), strict=True):
         for ax, layer in zip(row, layers, strict=True):
-            for s in spreads(record, KFAC, f"{layer}/{quantity}"):
+            for s in record.bands(KFAC, f"{layer}/{quantity}"):
                 _draw(ax, record, s)
             if _decades(ax) > 1:
                 _log_axis(ax)
@@ -114,13 +78,13 @@ def plot_jacobian_fit(record: ExperimentRecord, path: str | Path) -> Path | None
     """θᵀĜθ / ((L + 1)·E tr(J Σ Jᵀ)) (``ratio_whitened``) per condition, mean over seeds shaded
     from the lowest to the highest seed, and against E‖J‖²_F (``ratio``), dashed; log scale,
     a line at 1. None without ``ratio_whitened``."""
-    whitened = spreads(record, JACOBIAN, "ratio_whitened")
+    whitened = record.bands(JACOBIAN, "ratio_whitened")
     if not whitened:
         return None
     fig, ax = plt.subplots(figsize=(9, 6))
     for s in whitened:
         _draw(ax, record, s)
-    for s in spreads(record, JACOBIAN, "ratio"):
+    for s in record.bands(JACOBIAN, "ratio"):
         style = line_style(record.conditions.index(s.condition)) | {"linestyle": "--"}
         ax.plot(s.steps, s.mean, linewidth=1, alpha=0.8, **style)
     ax.plot([], [], color="gray", ls="--", label="dashed: against E‖J‖²_F (raw pixels)")
@@ -134,7 +98,7 @@ def plot_jacobian_fit(record: ExperimentRecord, path: str | Path) -> Path | None
     return save(fig, path)
 
 
-def _draw(ax: Axes, record: ExperimentRecord, s: Spread) -> None:
+def _draw(ax: Axes, record: ExperimentRecord, s: SeedBand) -> None:
     """The mean as a line in the condition's colour, the seeds' range shaded."""
     style = line_style(record.conditions.index(s.condition))
     label = s.condition if s.seeds == 1 else f"{s.condition} ({s.seeds} seeds)"
