@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optlab.analysis.claims import judge
+from optlab.analysis.cost import training_time
 from optlab.cli import app
 from optlab.config import load_experiment
 from optlab.store import Store
@@ -320,8 +321,12 @@ def test_reproduce_trains_what_is_missing_and_judges_the_claims_of_its_experimen
     assert [v["id"] for v in out["verdicts"]] == ["l1_lower_loss_and_settles"]
     judged, _ = judge(Store(store), experiments={"optimization"})  # what the store says
     assert [v["verdict"] for v in out["verdicts"]] == [v.verdict for v in judged]
+    cost = training_time(Store(store).runs("optimization"))  # once per stack, not per run
+    assert out["training_time"]["optimization"] == vars(cost) and cost.runs == 4
+    assert 0 < cost.seconds and 1 <= cost.stacks <= 4
     again = runner.invoke(app, [a for a in args if a != "--json"])
     assert "4 runs, 0 to train" in again.output
+    assert f"optimization: {cost}" in again.output
 
 
 def test_cases_slice_a_sweep_that_a_later_run_without_them_resumes(tmp_path):

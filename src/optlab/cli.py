@@ -577,6 +577,7 @@ def reproduce(
     from optlab.analysis.batches import budget_table, varies_batch
     from optlab.analysis.cells import cells
     from optlab.analysis.claims import judge, method_note
+    from optlab.analysis.cost import training_time
     from optlab.analysis.gradient_noise import trends
     from optlab.analysis.paths import compare_one_path
 
@@ -592,6 +593,7 @@ def reproduce(
     db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
+    times = {spec.name: training_time(db.runs(spec.name)) for spec in specs}
     budgets = {
         spec.name: budget_table(db, spec.name) for spec in specs if varies_batch(db.runs(spec.name))
     }
@@ -605,6 +607,7 @@ def reproduce(
                 {
                     "cells": {k: t.to_dict("records") for k, t in tables.items()},
                     "budgets": {k: t.to_dict("records") for k, t in budgets.items()},
+                    "training_time": {k: vars(t) for k, t in times.items()},
                     "verdicts": [
                         {
                             "id": v.id,
@@ -633,6 +636,8 @@ def reproduce(
         console.print(f"[yellow]{compared.note()}[/yellow]")
     for name, table in tables.items():
         print_cells(name, table)
+        if times[name].runs:
+            console.print(f"{name}: {times[name]}")
         if name in budgets:
             print_budgets(name, budgets[name])
     for name, table in kl_trends.items():
