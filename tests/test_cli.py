@@ -337,6 +337,11 @@ def test_cases_slice_a_sweep_that_a_later_run_without_them_resumes(tmp_path):
     out = json.loads(sliced.output[sliced.output.index("{") :])
     assert [c["case"] for c in out["cells"]["ladder"]] == ["center_labels", "learn_offset"]
     assert set(Store(store).runs("ladder")["case"]) == {"center_labels", "learn_offset"}
+    # judged: the claims about these two cases alone; the others wait for theirs
+    judged = ["center_labels_logits_diverge", "learn_offset_jump", "learn_offset_noisy"]
+    assert [v["id"] for v in out["verdicts"]] == judged
+    assert "offset_scale_less_noise_more_bias" in out["not_judged"]  # learn_offset and another
+    assert len(out["not_judged"]) == 4
     whole = runner.invoke(app, ["run", *args[1:]])
     assert whole.exit_code == 0, whole.output
     cases = len(load_experiment("ladder").cases)

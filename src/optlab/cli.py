@@ -576,7 +576,13 @@ def reproduce(
     from optlab.analysis import convergence
     from optlab.analysis.batches import budget_table, varies_batch
     from optlab.analysis.cells import cells
-    from optlab.analysis.claims import judge, method_note
+    from optlab.analysis.claims import (
+        cases_named,
+        experiments_of,
+        judge,
+        load_claims,
+        method_note,
+    )
     from optlab.analysis.cost import training_time
     from optlab.analysis.gradient_noise import trends
     from optlab.analysis.paths import compare_one_path
@@ -599,7 +605,15 @@ def reproduce(
     }
     kl_trends = {spec.name: trends(db, spec.name) for spec in specs}
     kl_trends = {name: t for name, t in kl_trends.items() if not t.empty}
-    verdicts, tests = judge(db, experiments={spec.name for spec in specs})
+    names = {spec.name for spec in specs}
+    claims, waiting = load_claims(), []
+    if cases:  # a slice judges the claims whose cases it holds; the others wait for theirs
+        known = {(spec.name, case) for spec in specs for case in spec.cases}
+        sliced = {(p.experiment, p.case) for p in planned}
+        held = [c for c in claims if cases_named(c, known) <= sliced]
+        waiting = [c["id"] for c in claims if experiments_of(c) <= names and c not in held]
+        claims = held
+    verdicts, tests = judge(db, claims, experiments=names)
     db.close()
     if as_json:
         typer.echo(
@@ -622,6 +636,7 @@ def reproduce(
                         for v in verdicts
                     ],
                     "tests": tests,
+                    "not_judged": waiting,
                     "kl_adam_trends": {k: t.to_dict("records") for k, t in kl_trends.items()},
                     "numeric_path": compared.path,
                     "not_compared": compared.others,
@@ -642,6 +657,8 @@ def reproduce(
             print_budgets(name, budgets[name])
     for name, table in kl_trends.items():
         print_trends(name, table)
+    if waiting:
+        console.print(f"not judged: {len(waiting)} claims name cases outside --cases")
     if not verdicts:
         return
     out = Table(

@@ -12,6 +12,7 @@ from optlab.analysis.claims import (
     INCONCLUSIVE,
     Check,
     Verdict,
+    cases_named,
     judge,
     load_claims,
     method_note,
@@ -311,3 +312,19 @@ def test_the_reports_verdict_table_shows_the_seeds_needed(tmp_path):
     # each claim with the sentence it tests, cited by name
     assert "<q>There&#x27;s very little difference in the different ablations" in page
     assert "<td>Yu (2022) §3.3.6</td>" in page
+
+
+def test_cases_named_reads_every_field_of_every_part():
+    known = {("e", c) for c in ("base", "x", "y", "z", "g")} | {("f", "x")}
+    claim = {
+        "id": "c",
+        "experiment": "e",
+        "case": "base",  # a claim-level default each part inherits
+        "parts": [
+            {"rule": "better", "a": "x", "b": ["y", "base"]},
+            {"rule": "trend", "cases": ["z", "not_a_case"], "x": [0, 1]},
+            {"rule": "graft_closes", "graft": "g"},  # a rule's own key
+        ],
+    }
+    assert cases_named(claim, known) == {("e", c) for c in ("base", "x", "y", "z", "g")}
+    assert cases_named({"id": "d", "experiment": "f", "a": "x", "b": "y"}, known) == {("f", "x")}

@@ -273,6 +273,21 @@ def experiments_of(claim: dict) -> set[str]:
     return {part.get("experiment", claim.get("experiment")) for part in claim.get("parts", [claim])}
 
 
+def cases_named(claim: dict, cases: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (experiment, case) pairs among ``cases`` that ``claim`` names in any field of its
+    parts (``a``, ``b``, ``case``, ``cases``, a rule's own such as ``graft``): what a slice of
+    a sweep must hold for the claim to be judged on it."""
+    named = set()
+    for part in claim.get("parts", [claim]):
+        merged = {**claim, **part}
+        experiment = merged.get("experiment")
+        for value in merged.values():
+            for name in value if isinstance(value, list) else [value]:
+                if isinstance(name, str) and (experiment, name) in cases:
+                    named.add((experiment, name))
+    return named
+
+
 def judge(
     store: Store, claims: list[dict] | None = None, experiments: set[str] | None = None
 ) -> tuple[list[Verdict], int]:
@@ -307,6 +322,7 @@ __all__ = [
     "RULES",
     "Check",
     "Verdict",
+    "cases_named",
     "experiments_of",
     "judge",
     "load_claims",
