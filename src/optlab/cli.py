@@ -599,10 +599,9 @@ def reproduce(
     db.analyze_only(p.run_id for p in planned)  # not the store's other profiles and configs
     compared = compare_one_path(db, [spec.name for spec in specs])
     tables = {spec.name: cells(db, spec.name) for spec in specs}
-    times = {spec.name: training_time(db.runs(spec.name)) for spec in specs}
-    budgets = {
-        spec.name: budget_table(db, spec.name) for spec in specs if varies_batch(db.runs(spec.name))
-    }
+    runs = {spec.name: db.runs(spec.name) for spec in specs}
+    times = {name: training_time(r) for name, r in runs.items()}
+    budgets = {name: budget_table(db, name) for name, r in runs.items() if varies_batch(r)}
     kl_trends = {spec.name: trends(db, spec.name) for spec in specs}
     kl_trends = {name: t for name, t in kl_trends.items() if not t.empty}
     names = {spec.name for spec in specs}

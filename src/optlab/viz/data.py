@@ -56,11 +56,15 @@ class ExperimentRecord:
         )
         return wide
 
+    def has(self, split: str, name: str) -> bool:
+        """Whether some run recorded ``name`` in ``split``."""
+        m = self.metrics
+        return bool(((m["split"] == split) & (m["name"] == name)).any())
+
     def bands(self, split: str, name: str) -> list[SeedBand]:
         """``name`` in ``split`` for each shown condition that recorded it, in the record's
         order; empty where no run recorded it."""
-        m = self.metrics
-        if not ((m["split"] == split) & (m["name"] == name)).any():
+        if not self.has(split, name):
             return []
         wide = self.curves(split, name)
         present = set(wide.columns.get_level_values("condition"))

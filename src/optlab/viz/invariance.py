@@ -21,7 +21,7 @@ from optlab.analysis.convergence import tail
 from optlab.analysis.invariance import FORMULAS, equilibrium_angle, weight_decay_of
 from optlab.viz.data import SEED, ExperimentRecord, config_columns
 from optlab.viz.figure import plt, save
-from optlab.viz.weights import has_metric, line_style, plot_per_tensor, tensor_names
+from optlab.viz.weights import line_style, plot_per_tensor, tensor_names
 
 GRAFT = "train.graft_norms."  # the partner's optimizer fields, one column each
 FORMULA = {"sgd": "sgdm", "adamw": "adamw"}  # optimizer.name → equilibrium_angle's formula
@@ -170,7 +170,7 @@ def plot_grafting(record: ExperimentRecord, path: str | Path) -> Path | None:
     shaded from the lowest to the highest seed, a panel per grafted condition; None without
     grafting or eval accuracy."""
     sets = graftings(record)
-    if not sets or not has_metric(record, "eval", "accuracy"):
+    if not sets or not record.has("eval", "accuracy"):
         return None
     wide = record.curves("eval", "accuracy")
     present = set(wide.columns.get_level_values("condition"))

@@ -59,7 +59,7 @@ def plot_per_tensor(
     where given); None if absent. Drawn on a log scale where ``log``, or where a positive
     quantity spans more than three decades."""
     names = tensor_names(record, split) if tensors is None else tensors
-    tensors = [t for t in names if has_metric(record, split, f"{t}/{quantity}")]
+    tensors = [t for t in names if record.has(split, f"{t}/{quantity}")]
     if not tensors:
         return None
     rows, cols = math.ceil(len(tensors) / COLUMNS), min(COLUMNS, len(tensors))
@@ -91,9 +91,3 @@ def plot_per_tensor(
     fig.suptitle(record.name if band else f"{record.name}: {what}")
     fig.tight_layout()
     return save(fig, path)
-
-
-def has_metric(record: ExperimentRecord, split: str, name: str) -> bool:
-    """Whether some run recorded ``name`` in ``split``."""
-    m = record.metrics
-    return bool(((m["split"] == split) & (m["name"] == name)).any())
