@@ -197,6 +197,10 @@ def _cos(dot: Tensor, step_sq: Tensor, grad_sq: Tensor) -> Tensor:
     return dot / (step_sq.sqrt() * grad_sq.sqrt())
 
 
+# the terms reduced by their extreme over coordinates; every other term is summed
+_EXTREMES = {"sqrt_v_min": "amin", "sqrt_v_max": "amax"}
+
+
 def _terms(
     s: Spread, batch: Tensor, moments: tuple[Tensor, Tensor] | None, delta: Tensor | None
 ) -> dict[str, Tensor]:
@@ -288,8 +292,8 @@ def _sums_by_tensor(terms: dict[str, Tensor], sizes: list[int]) -> dict[str, Ten
     tensor_of = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts)
     out = {"coords": torch.cat([counts, counts.sum()[None]]).double()}
     for key, value in terms.items():
-        if key in ("sqrt_v_min", "sqrt_v_max"):
-            how = "amin" if key == "sqrt_v_min" else "amax"
+        if key in _EXTREMES:
+            how = _EXTREMES[key]
             start = value.new_zeros(runs, len(sizes))
             index = tensor_of.expand(runs, -1)
             part = start.scatter_reduce(1, index, value, how, include_self=False)
