@@ -232,6 +232,12 @@ def tested(value: str, e: Estimate, sign: int) -> Check:
     )
 
 
+def greater(label: str, e: Estimate) -> list[Check]:
+    """The check that ``e``'s mean (a minus b, paired or not) is above zero, ``label`` naming
+    what was compared; from fewer than ``MIN_SEEDS`` seeds undecided."""
+    return [unless_too_few(tested(f"{label}, {seeds_of(e)},", e, 1), e.n, f"{label}, {e.method}")]
+
+
 def per_seed(passed: Sequence[bool], what: str) -> list[Check]:
     """Holds when every seed passes, fails when at most half do; at the observed share, that
     takes ``MIN_SEEDS`` seeds when it decides, and no number of seeds when it does not."""
